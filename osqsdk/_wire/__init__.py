@@ -1,0 +1,5 @@
+"""Everything that touches Thrift. Nothing in here is public API.
+
+The rest of osqsdk talks to this package in plain Python types (str, dict, list); the
+generated bindings in ``_gen`` never leave it.
+"""

@@ -1,0 +1,305 @@
+"""A threaded Thrift server for osquery's two services, on a unix socket.
+
+Why not thrift's own TServer classes: osqueryd opens one connection per call and pings on
+another connection first (protocol.md §1.1), so the server must answer pings while a slow
+``generate`` runs (a bounded pool, not TSimpleServer), stop on request and remove its
+socket file (TThreadPoolServer's workers never return), and refuse replies that osqueryd
+could not read (Thrift's 100 MiB default message limit) with a status instead of a reply
+osqueryd fails on. Encoding and decoding are thrift's C codec (TBinaryProtocolAccelerated).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
+from thrift.Thrift import TApplicationException, TMessageType, TType
+from thrift.transport.TSocket import TSocket
+from thrift.transport.TTransport import TBufferedTransport, TMemoryBuffer, TTransportException
+
+from osqsdk._wire import transport
+from osqsdk._wire._gen import Extension, ExtensionManager
+from osqsdk._wire._gen.ttypes import ExtensionResponse, ExtensionStatus
+
+__all__ = ["MAX_REPLY_BYTES", "ThriftServer"]
+
+log = logging.getLogger("osqsdk.server")
+
+# osqueryd links Thrift 0.17, whose TConfiguration caps a message at 100 MiB: a bigger reply
+# makes osqueryd's read fail ("MaxMessageSize reached", osquery-go #134).
+MAX_REPLY_BYTES = 100 * 1024 * 1024
+# Limits on what a peer may make us allocate: one string (a logger line or a config) and one
+# container (the entries of a request map or registry). Requests from osqueryd are small maps.
+MAX_STRING_BYTES = 100 * 1024 * 1024
+MAX_CONTAINER_ITEMS = 1 << 20
+_READ_BUFFER = 64 * 1024
+
+
+@dataclass(frozen=True)
+class _Method:
+    args: type
+    result: type | None  # None: oneway
+    fields: tuple[str, ...]
+    handler: Callable[..., Any]
+
+
+def _methods(service: str, handler: object) -> dict[str, _Method]:
+    names = ["ping", "call", "shutdown"]
+    modules = {name: Extension for name in names}
+    if service == "ExtensionManager":
+        extra = ["extensions", "options", "registerExtension", "deregisterExtension", "query",
+                 "getQueryColumns"]
+        names += extra
+        modules.update({name: ExtensionManager for name in extra})
+    table = {}
+    for name in names:
+        module = modules[name]
+        args = getattr(module, f"{name}_args")
+        fields = tuple(spec[2] for spec in args.thrift_spec if spec)
+        table[name] = _Method(args, getattr(module, f"{name}_result"), fields, getattr(handler, name))
+    return table
+
+
+class _ConnectionSocket(TSocket):
+    """A TSocket around an already accepted connection."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        super().__init__()
+        self.handle = conn
+
+
+def _escape_surrogates(response: ExtensionResponse) -> None:
+    # Text from os.listdir() and friends carries undecodable bytes as lone surrogates
+    # (PEP 383); Thrift's UTF-8 encoder refuses them. Send the original bytes instead.
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return value.encode("utf-8", "surrogateescape")
+        return value
+
+    response.response = [{fix(k): fix(v) for k, v in row.items()} for row in response.response or ()]
+    if response.status is not None and response.status.message is not None:
+        response.status.message = fix(response.status.message)
+
+
+class ThriftServer:
+    """Serve one of osquery's Thrift services on a unix socket.
+
+    ``handler`` has one method per Thrift method, taking the arguments by position.
+    ``max_workers`` bounds the threads serving connections; ``None`` gives a thread per
+    connection (for the manager double, whose clients keep connections open).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        handler: object,
+        *,
+        service: str = "Extension",
+        max_workers: int | None = 32,
+        max_pending: int = 256,
+        idle_timeout: float | None = 30.0,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
+    ) -> None:
+        self.path = path
+        self._methods = _methods(service, handler)
+        self._max_workers = max_workers
+        self._slots = threading.BoundedSemaphore((max_workers or 0) + max_pending) if max_workers else None
+        self._idle_timeout = idle_timeout
+        self._max_reply = max_reply_bytes
+        self._listener: socket.socket | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._wake_r, self._wake_w = -1, -1
+        self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()  # open connections
+        self._busy: set[socket.socket] = set()   # connections with a call in progress
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Bind the socket (owner-only) and start accepting connections."""
+        self._listener = transport.listen(self.path)
+        self._wake_r, self._wake_w = os.pipe()
+        if self._max_workers:
+            self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="osqsdk-worker")
+        self._thread = threading.Thread(target=self._accept_loop, name="osqsdk-accept", daemon=True)
+        self._thread.start()
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Stop accepting, let calls in progress finish for up to ``grace`` seconds, close
+        every connection and remove the socket file. Idempotent."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self._wake_w >= 0:
+            os.write(self._wake_w, b"x")
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(grace)
+        deadline = time.monotonic() + grace
+        while True:
+            with self._lock:
+                busy = bool(self._busy)
+                conns = list(self._conns - self._busy) if busy else list(self._conns)
+            for conn in conns:  # idle ones: wake their reader so the worker exits
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            if not busy or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+        with self._lock:
+            leftover = list(self._conns)
+        for conn in leftover:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._listener is not None:
+            self._listener.close()
+            try:
+                if os.path.exists(self.path):
+                    os.unlink(self.path)
+            except OSError as exc:
+                log.warning("could not remove socket %s: %s", self.path, exc)
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._stopped.is_set()
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._listener, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while not self._stopped.is_set():
+                for key, _ in sel.select():
+                    if key.fileobj is not self._listener:
+                        return
+                    try:
+                        conn, _ = self._listener.accept()
+                    except OSError:
+                        continue
+                    self._dispatch_connection(conn)
+
+    def _dispatch_connection(self, conn: socket.socket) -> None:
+        if self._pool is None:
+            threading.Thread(target=self._serve, args=(conn, None), daemon=True,
+                             name="osqsdk-conn").start()
+            return
+        assert self._slots is not None
+        if not self._slots.acquire(blocking=False):
+            log.error("too many pending connections on %s; closing one", self.path)
+            conn.close()
+            return
+        try:
+            self._pool.submit(self._serve, conn, self._slots)
+        except RuntimeError:  # pool shut down while stopping
+            self._slots.release()
+            conn.close()
+
+    # -- one connection ----------------------------------------------------------------
+    def _serve(self, conn: socket.socket, slots: threading.BoundedSemaphore | None) -> None:
+        with self._lock:
+            self._conns.add(conn)
+        try:
+            conn.settimeout(self._idle_timeout)
+            itrans = TBufferedTransport(_ConnectionSocket(conn), rbuf_size=_READ_BUFFER)
+            iprot = TBinaryProtocolAccelerated(
+                itrans, string_length_limit=MAX_STRING_BYTES,
+                container_length_limit=MAX_CONTAINER_ITEMS)
+            while not self._stopped.is_set():
+                try:
+                    name, mtype, seqid = iprot.readMessageBegin()
+                except TTransportException:
+                    break  # peer closed (osqueryd closes after every call) or idled out
+                with self._lock:
+                    self._busy.add(conn)
+                try:
+                    reply = self._process(iprot, name, mtype, seqid)
+                    if reply:
+                        conn.sendall(reply)
+                finally:
+                    with self._lock:
+                        self._busy.discard(conn)
+        except (TTransportException, OSError) as exc:
+            log.debug("connection on %s ended: %s", self.path, exc)
+        except Exception:  # a malformed message must not take the server down
+            log.exception("dropping a connection on %s after a protocol error", self.path)
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+                self._busy.discard(conn)
+            conn.close()
+            if slots is not None:
+                slots.release()
+
+    def _process(self, iprot: TBinaryProtocolAccelerated, name: str, mtype: int, seqid: int) -> bytes:
+        method = self._methods.get(name)
+        if method is None or mtype not in (TMessageType.CALL, TMessageType.ONEWAY):
+            iprot.skip(TType.STRUCT)
+            iprot.readMessageEnd()
+            error = TApplicationException(TApplicationException.UNKNOWN_METHOD,
+                                          f"Unknown function {name}")
+            return self._encode(name, TMessageType.EXCEPTION, seqid, error)
+        args = method.args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        try:
+            value = method.handler(*(getattr(args, f) for f in method.fields))
+        except Exception as exc:
+            log.exception("handler for %s failed", name)
+            error = TApplicationException(TApplicationException.INTERNAL_ERROR,
+                                          f"{name} failed: {type(exc).__name__}: {exc}")
+            return self._encode(name, TMessageType.EXCEPTION, seqid, error)
+        if mtype == TMessageType.ONEWAY:
+            return b""
+        result = method.result()
+        if hasattr(result, "success"):  # void methods (shutdown) have an empty result
+            result.success = value
+        try:
+            reply = self._encode(name, TMessageType.REPLY, seqid, result)
+        except UnicodeEncodeError:
+            if not isinstance(value, ExtensionResponse):
+                raise
+            _escape_surrogates(value)
+            reply = self._encode(name, TMessageType.REPLY, seqid, result)
+        if len(reply) > self._max_reply and isinstance(value, ExtensionResponse):
+            rows = len(value.response or ())
+            log.error("reply to %s is %d bytes (%d rows), over osqueryd's %d-byte limit",
+                      name, len(reply), rows, self._max_reply)
+            result.success = ExtensionResponse(
+                status=ExtensionStatus(
+                    code=1,
+                    message=f"response of {len(reply)} bytes ({rows} rows) exceeds osqueryd's "
+                            f"Thrift message limit of {self._max_reply} bytes; "
+                            "add constraints to the query or return fewer rows"),
+                response=[])
+            reply = self._encode(name, TMessageType.REPLY, seqid, result)
+        return reply
+
+    @staticmethod
+    def _encode(name: str, mtype: int, seqid: int, payload: Any) -> bytes:
+        buf = TMemoryBuffer()
+        oprot = TBinaryProtocolAccelerated(buf)
+        oprot.writeMessageBegin(name, mtype, seqid)
+        payload.write(oprot)
+        oprot.writeMessageEnd()
+        return buf.getvalue()
