@@ -90,9 +90,19 @@ def coerce_value(value: Any, type_: ColumnType, column: str = "?") -> str | byte
 
 
 def _converter(type_: ColumnType, column: str) -> Callable[[Any], str | bytes]:
-    def convert(value: Any) -> str | bytes:
+    bounds = _RANGES.get(type_)
+    if bounds is None:
+        def convert(value: Any) -> str | bytes:
+            return coerce_value(value, type_, column)
+        return convert
+    low, high = bounds
+
+    # Integer columns: ints in range are the common case; take them without a second call.
+    def convert_int(value: Any, _int: type = int, _str: type = str) -> str | bytes:
+        if value.__class__ is _int and low <= value <= high:
+            return _str(value)
         return coerce_value(value, type_, column)
-    return convert
+    return convert_int
 
 
 class TablePlugin(Plugin):
@@ -163,6 +173,9 @@ class TablePlugin(Plugin):
         self._convert = {c.name: _converter(c.type, c.name) for c in self.columns}
         self._convert["rowid"] = _converter(ColumnType.BIGINT, "rowid")
         self._allowed = frozenset(self._convert)
+        # Columns where any 64-bit int can be sent as its decimal text (all but INTEGER).
+        self._wide = frozenset(k for k, c in self._convert.items()
+                               if self._types.get(k) is not ColumnType.INTEGER)
         # Column order of json_value_array: columns, then column aliases (protocol.md §3.6).
         self._write_order = [c.name for c in self.columns] + [
             a for c in self.columns for a in c.aliases]
@@ -237,38 +250,68 @@ class TablePlugin(Plugin):
             context = QueryContext.from_json(request.get("context"))
         except ValueError as exc:
             return Response.failed(f"table {self.name!r}: bad query context: {exc}")
-        return Response.ok(self.coerce_rows(self.generate(context)))
+        return Response.ok(self.coerce_rows(self.generate(context), context.columns_used))
 
-    def coerce_rows(self, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, str | bytes]]:
-        """Apply the documented coercion to every row; raises ValueCoercionError."""
-        convert = self._convert
-        allowed = self._allowed
-        strict = self.strict_keys
-        out = []
-        append = out.append
-        try:
-            for row in rows:
-                if not allowed.issuperset(row):
-                    if strict:
-                        self._reject_row(row, len(out))
-                    row = {k: v for k, v in row.items() if k in allowed}
-                append({k: (v if v.__class__ is str else convert[k](v))
-                        for k, v in row.items() if v is not None})
-        except ValueCoercionError as exc:
-            raise ValueCoercionError(f"table {self.name!r}, row {len(out)}: {exc}") from None
-        except (AttributeError, TypeError) as exc:
-            if rows is None:
-                raise ValueCoercionError(
-                    f"table {self.name!r}: generate returned None; return a list of rows") from None
+    def coerce_rows(self, rows: Iterable[Mapping[str, Any]],
+                    columns_used: frozenset[str] | None = None) -> list[dict[str, str | bytes]]:
+        """Apply the documented coercion to every row; raises ValueCoercionError.
+
+        With ``columns_used`` (osqueryd's colsUsed), values of other columns are left out:
+        SQLite never reads them, so they would only cost encoding and bytes on the wire.
+        """
+        if rows is None:
             raise ValueCoercionError(
-                f"table {self.name!r}, row {len(out)}: rows must be mappings of column name to "
-                f"value ({exc})") from None
+                f"table {self.name!r}: generate returned None; return an iterable of rows")
+        if not isinstance(rows, (list, tuple)):
+            try:
+                rows = list(rows)
+            except TypeError:
+                raise ValueCoercionError(f"table {self.name!r}: generate returned "
+                                         f"{type(rows).__name__}, not an iterable of rows") from None
+        keep = None
+        if columns_used is not None and not columns_used.issuperset(self._types):
+            keep = {name: name in columns_used for name in self._convert}
+            keep["rowid"] = True
+        if self.strict_keys:
+            # The hot path: one comprehension, str values of declared columns taken as they
+            # are. Anything unusual (an undeclared key: KeyError; a bad value; not a mapping)
+            # raises, and the slow path below finds the row and says what is wrong.
+            convert, allowed, wide, text, integer = (self._convert, self._allowed, self._wide,
+                                                     str, int)
+            low, high = _RANGES[ColumnType.BIGINT]
+            try:
+                if keep is None:
+                    return [{k: (v if v.__class__ is text and k in allowed else
+                                 text(v) if v.__class__ is integer and k in wide
+                                 and low <= v <= high else convert[k](v))
+                             for k, v in row.items() if v is not None} for row in rows]
+                return [{k: (v if v.__class__ is text else convert[k](v))
+                         for k, v in row.items() if v is not None and keep[k]} for row in rows]
+            except Exception:
+                pass
+        return [self._coerce_row(row, index, keep) for index, row in enumerate(rows)]
+
+    def _coerce_row(self, row: Any, index: int,
+                    keep: dict[str, bool] | None = None) -> dict[str, str | bytes]:
+        if not isinstance(row, Mapping):
+            raise ValueCoercionError(f"table {self.name!r}, row {index}: a row must be a "
+                                     f"mapping of column name to value, not {type(row).__name__}")
+        out: dict[str, str | bytes] = {}
+        for key, value in row.items():
+            convert = self._convert.get(key)
+            if convert is None:
+                if self.strict_keys:
+                    self._reject_row(row, index)
+                continue
+            if value is None or (keep is not None and not keep[key]):
+                continue
+            try:
+                out[key] = convert(value)
+            except ValueCoercionError as exc:
+                raise ValueCoercionError(f"table {self.name!r}, row {index}: {exc}") from None
         return out
 
     def _reject_row(self, row: Mapping[str, Any], index: int) -> None:
-        if not isinstance(row, Mapping):
-            raise ValueCoercionError(f"table {self.name!r}, row {index}: a row must be a mapping, "
-                                     f"not {type(row).__name__}")
         extra = sorted(str(k) for k in row if k not in self._allowed)
         raise ValueCoercionError(
             f"table {self.name!r}, row {index}: {', '.join(map(repr, extra))} "

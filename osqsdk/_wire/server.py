@@ -14,6 +14,7 @@ import logging
 import os
 import selectors
 import socket
+import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -220,7 +221,15 @@ class ThriftServer:
         with self._lock:
             self._conns.add(conn)
         try:
-            conn.settimeout(self._idle_timeout)
+            if self._idle_timeout is not None:
+                # A kernel timeout on a blocking socket, not socket.settimeout(): Python
+                # implements the latter with non-blocking I/O and a poll() per chunk, which
+                # costs a large reply a dozen wakeups.
+                seconds = int(self._idle_timeout)
+                micros = int((self._idle_timeout - seconds) * 1e6)
+                timeval = struct.pack("ll", seconds, micros)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
             itrans = TBufferedTransport(_ConnectionSocket(conn), rbuf_size=_READ_BUFFER)
             iprot = TBinaryProtocolAccelerated(
                 itrans, string_length_limit=MAX_STRING_BYTES,
@@ -233,9 +242,8 @@ class ThriftServer:
                 with self._lock:
                     self._busy.add(conn)
                 try:
-                    reply = self._process(iprot, name, mtype, seqid)
-                    if reply:
-                        conn.sendall(reply)
+                    for chunk in self._process(iprot, name, mtype, seqid):
+                        conn.sendall(chunk)
                 finally:
                     with self._lock:
                         self._busy.discard(conn)
@@ -251,14 +259,15 @@ class ThriftServer:
             if slots is not None:
                 slots.release()
 
-    def _process(self, iprot: TBinaryProtocolAccelerated, name: str, mtype: int, seqid: int) -> bytes:
+    def _process(self, iprot: TBinaryProtocolAccelerated, name: str, mtype: int,
+                 seqid: int) -> tuple[bytes, ...]:
         method = self._methods.get(name)
         if method is None or mtype not in (TMessageType.CALL, TMessageType.ONEWAY):
             iprot.skip(TType.STRUCT)
             iprot.readMessageEnd()
             error = TApplicationException(TApplicationException.UNKNOWN_METHOD,
                                           f"Unknown function {name}")
-            return self._encode(name, TMessageType.EXCEPTION, seqid, error)
+            return (self._encode(name, TMessageType.EXCEPTION, seqid, error),)
         args = method.args()
         args.read(iprot)
         iprot.readMessageEnd()
@@ -268,31 +277,32 @@ class ThriftServer:
             log.exception("handler for %s failed", name)
             error = TApplicationException(TApplicationException.INTERNAL_ERROR,
                                           f"{name} failed: {type(exc).__name__}: {exc}")
-            return self._encode(name, TMessageType.EXCEPTION, seqid, error)
+            return (self._encode(name, TMessageType.EXCEPTION, seqid, error),)
         if mtype == TMessageType.ONEWAY:
-            return b""
+            return ()
         result = method.result()
         if hasattr(result, "success"):  # void methods (shutdown) have an empty result
             result.success = value
         try:
-            reply = self._encode(name, TMessageType.REPLY, seqid, result)
+            reply = self._encode_reply(name, seqid, result)
         except UnicodeEncodeError:
             if not isinstance(value, ExtensionResponse):
                 raise
             _escape_surrogates(value)
-            reply = self._encode(name, TMessageType.REPLY, seqid, result)
-        if len(reply) > self._max_reply and isinstance(value, ExtensionResponse):
+            reply = self._encode_reply(name, seqid, result)
+        size = len(reply[0]) + len(reply[1])
+        if size > self._max_reply and isinstance(value, ExtensionResponse):
             rows = len(value.response or ())
             log.error("reply to %s is %d bytes (%d rows), over osqueryd's %d-byte limit",
-                      name, len(reply), rows, self._max_reply)
+                      name, size, rows, self._max_reply)
             result.success = ExtensionResponse(
                 status=ExtensionStatus(
                     code=1,
-                    message=f"response of {len(reply)} bytes ({rows} rows) exceeds osqueryd's "
+                    message=f"response of {size} bytes ({rows} rows) exceeds osqueryd's "
                             f"Thrift message limit of {self._max_reply} bytes; "
                             "add constraints to the query or return fewer rows"),
                 response=[])
-            reply = self._encode(name, TMessageType.REPLY, seqid, result)
+            reply = self._encode_reply(name, seqid, result)
         return reply
 
     @staticmethod
@@ -303,3 +313,13 @@ class ThriftServer:
         payload.write(oprot)
         oprot.writeMessageEnd()
         return buf.getvalue()
+
+    @staticmethod
+    def _encode_reply(name: str, seqid: int, result: Any) -> tuple[bytes, bytes]:
+        # The message header through the protocol, the result struct straight from the C
+        # codec: what result.write() does, minus two copies of a reply that can be megabytes.
+        buf = TMemoryBuffer()
+        oprot = TBinaryProtocolAccelerated(buf)
+        oprot.writeMessageBegin(name, TMessageType.REPLY, seqid)
+        header = buf.getvalue()
+        return header, oprot._fast_encode(result, [result.__class__, result.thrift_spec])

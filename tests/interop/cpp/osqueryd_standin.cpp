@@ -1,0 +1,408 @@
+// osqueryd_standin: plays osqueryd's side of an extension socket with Apache Thrift's C++
+// runtime, the way osqueryd does it (protocol.md §1.1): TSocket on the unix path, a
+// TBufferedTransport, TBinaryProtocol, a new connection per call, and a liveness ping on a
+// separate connection before each call.
+//
+//   osqueryd_standin ping SOCKET
+//   osqueryd_standin call SOCKET REGISTRY ITEM [key=value ...]   prints the reply as JSON
+//   osqueryd_standin shutdown SOCKET
+//   osqueryd_standin check SOCKET        drives tests/interop/fixture_extension.py and checks values
+//   osqueryd_standin bench SOCKET TABLE CALLS [--no-probe]       prints rows/s and latencies
+//   osqueryd_standin ping-during SOCKET TABLE                     worst ping while TABLE generates
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include <thrift/protocol/TBinaryProtocol.h>
+#include <thrift/transport/TBufferTransports.h>
+#include <thrift/transport/TSocket.h>
+
+#include "Extension.h"
+#include "common.h"
+
+using apache::thrift::protocol::TBinaryProtocol;
+using apache::thrift::transport::TBufferedTransport;
+using apache::thrift::transport::TSocket;
+using namespace osquery::extensions;
+using namespace osqsdk_interop;
+
+namespace {
+
+struct Conn {
+  std::shared_ptr<TSocket> socket;
+  std::shared_ptr<TBufferedTransport> transport;
+  std::unique_ptr<ExtensionClient> client;
+
+  explicit Conn(const std::string& path, int timeout_ms = 300000) {
+    socket = std::make_shared<TSocket>(path);
+    socket->setRecvTimeout(timeout_ms);
+    socket->setSendTimeout(timeout_ms);
+    transport = std::make_shared<TBufferedTransport>(socket);
+    auto protocol = std::make_shared<TBinaryProtocol>(transport);
+    client = std::make_unique<ExtensionClient>(protocol);
+    transport->open();
+  }
+  ~Conn() {
+    try {
+      transport->close();
+    } catch (...) {
+    }
+  }
+};
+
+// osqueryd's extensionPathActive(): connect and ping with a 10 s timeout.
+bool probe(const std::string& path) {
+  if (access(path.c_str(), W_OK) != 0) return false;
+  try {
+    Conn conn(path, 10000);
+    ExtensionStatus status;
+    conn.client->ping(status);
+    return status.code != 1;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+ExtensionResponse call(const std::string& path, const std::string& registry,
+                       const std::string& item, const ExtensionPluginRequest& request,
+                       bool with_probe = true) {
+  if (with_probe && !probe(path)) {
+    throw std::runtime_error("Extension socket not available: " + path);
+  }
+  Conn conn(path);
+  ExtensionResponse response;
+  conn.client->call(response, registry, item, request);
+  return response;
+}
+
+std::string reply_json(const ExtensionResponse& r) {
+  return "{\"code\":" + std::to_string(r.status.code) + ",\"message\":" +
+         json_escape(r.status.message) + ",\"uuid\":" + std::to_string(r.status.uuid) +
+         ",\"rows\":" + json_rows(r.response) + "}";
+}
+
+// -- check: the values a real osqueryd would read back ---------------------------------
+int failures = 0;
+int checks = 0;
+
+void expect(bool ok, const std::string& what) {
+  ++checks;
+  if (!ok) {
+    ++failures;
+    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
+  }
+}
+
+void expect_eq(const std::string& got, const std::string& want, const std::string& what) {
+  expect(got == want, what + ": got " + json_escape(got) + ", want " + json_escape(want));
+}
+
+const std::map<std::string, std::string>* find_route(const ExtensionResponse& r,
+                                                     const std::string& id,
+                                                     const std::string& name) {
+  for (const auto& route : r.response) {
+    auto i = route.find("id");
+    auto n = route.find(id == "alias" ? "alias" : "name");
+    if (i != route.end() && i->second == id && n != route.end() && n->second == name) {
+      return &route;
+    }
+  }
+  return nullptr;
+}
+
+std::string get(const std::map<std::string, std::string>& row, const std::string& key) {
+  auto it = row.find(key);
+  return it == row.end() ? std::string("<absent>") : it->second;
+}
+
+int run_check(const std::string& path) {
+  // ping: C++ extensions and osqsdk answer {0, "pong", <uuid>}.
+  {
+    Conn conn(path, 10000);
+    ExtensionStatus status;
+    conn.client->ping(status);
+    expect(status.code == 0, "ping code 0");
+    expect(status.uuid > 0 && status.uuid <= 65535, "ping carries the extension uuid");
+  }
+
+  // columns: routes with osquery's type spellings and option bitmasks.
+  auto cols = call(path, "table", "interop_types", {{"action", "columns"}});
+  expect(cols.status.code == 0, "columns status 0");
+  struct Want { const char* name; const char* type; const char* op; };
+  const Want wants[] = {{"t", "TEXT", "0"}, {"i", "INTEGER", "1"}, {"b", "BIGINT", "2"},
+                        {"u", "UNSIGNED BIGINT", "4"}, {"d", "DOUBLE", "8"},
+                        {"blob", "BLOB", "16"}, {"flag", "INTEGER", "0"}, {"n", "TEXT", "0"}};
+  for (const auto& w : wants) {
+    auto route = find_route(cols, "column", w.name);
+    expect(route != nullptr, std::string("column route for ") + w.name);
+    if (route) {
+      expect_eq(get(*route, "type"), w.type, std::string("type of ") + w.name);
+      expect_eq(get(*route, "op"), w.op, std::string("op of ") + w.name);
+    }
+  }
+  auto alias = find_route(cols, "alias", "interop_types_alias");
+  expect(alias != nullptr, "table alias route");
+  auto col_alias = find_route(cols, "columnAlias", "text_alias");
+  expect(col_alias != nullptr && get(*col_alias, "target") == "t", "column alias route -> t");
+  bool has_attributes = false;
+  for (const auto& route : cols.response) {
+    for (const auto& kv : route) (void)kv;
+    expect(route.count("id") == 1, "every route carries id");
+    if (get(route, "id") == "attributes") {
+      has_attributes = true;
+      expect_eq(get(route, "attributes"), "2", "attributes: cacheable");
+    }
+  }
+  expect(has_attributes, "attributes route present");
+
+  // generate with a real context: every value as osqueryd's parsers need it.
+  const std::string context =
+      "{\"constraints\":[{\"name\":\"b\",\"list\":[],\"affinity\":\"BIGINT\"},"
+      "{\"name\":\"i\",\"list\":[{\"op\":2,\"expr\":\"-42\"}],\"affinity\":\"INTEGER\"},"
+      "{\"name\":\"t\",\"list\":[{\"op\":65,\"expr\":\"h%\"}],\"affinity\":\"TEXT\"}],"
+      "\"colsUsed\":[\"t\",\"i\",\"b\",\"u\",\"d\",\"blob\",\"flag\",\"n\"],\"colsUsedBitset\":255}";
+  auto gen = call(path, "table", "interop_types", {{"action", "generate"}, {"context", context}});
+  expect(gen.status.code == 0, "generate status 0: " + gen.status.message);
+  expect(gen.response.size() == 2, "generate returned 2 rows");
+  if (gen.response.size() == 2) {
+    const auto& row = gen.response[0];
+    expect_eq(get(row, "t"), "h\xc3\xa9llo", "TEXT as UTF-8");
+    expect_eq(get(row, "i"), "-42", "INTEGER decimal");
+    expect_eq(get(row, "b"), "1099511627776", "BIGINT decimal (2^40)");
+    expect_eq(get(row, "u"), "9223372036854775807", "UNSIGNED BIGINT at 2^63-1");
+    expect_eq(get(row, "d"), "0.1", "DOUBLE shortest round-trip text");
+    expect(std::strtod(get(row, "d").c_str(), nullptr) == 0.1, "DOUBLE parses back with strtod");
+    expect_eq(get(row, "blob"), std::string("\x00\x01\xff", 3), "BLOB raw bytes");
+    expect_eq(get(row, "flag"), "1", "bool True as 1");
+    expect_eq(get(row, "n"), "<absent>", "None as an absent key (NULL)");
+    const auto& row2 = gen.response[1];
+    expect_eq(get(row2, "flag"), "0", "bool False as 0");
+    expect_eq(get(row2, "d"), "1e+100", "large DOUBLE");
+    expect_eq(get(row2, "t"), std::string("caf\xe9", 4), "non-UTF-8 filename bytes round-trip");
+  }
+
+  // The table echoes what it understood of the context (constraints typed by affinity).
+  auto echo = call(path, "table", "interop_echo", {{"action", "generate"}, {"context", context}});
+  expect(echo.status.code == 0, "echo status 0: " + echo.status.message);
+  bool saw_i = false, saw_t = false;
+  for (const auto& row : echo.response) {
+    if (get(row, "column") == "i") {
+      saw_i = true;
+      expect_eq(get(row, "operator"), "EQUALS", "op 2 is EQUALS");
+      expect_eq(get(row, "value"), "-42", "INTEGER constraint typed");
+      expect_eq(get(row, "value_type"), "int", "INTEGER constraint is an int");
+    }
+    if (get(row, "column") == "t") {
+      saw_t = true;
+      expect_eq(get(row, "operator"), "LIKE", "op 65 is LIKE");
+      expect_eq(get(row, "value"), "h%", "LIKE expression");
+    }
+    if (get(row, "column") == "*used*") {
+      expect_eq(get(row, "value"), "b,blob,d,flag,i,n,t,u", "colsUsed");
+    }
+  }
+  expect(saw_i && saw_t, "echo saw the constraints on i and t");
+
+  // Writable table: insert (extension assigns the rowid), update, delete (protocol.md §3.6).
+  auto ins = call(path, "table", "interop_kv",
+                  {{"action", "insert"}, {"auto_rowid", "false"},
+                   {"json_value_array", "[\"alpha\",7]"}, {"context", "{\"constraints\":[]}"}});
+  expect(ins.status.code == 0 && ins.response.size() == 1, "insert: one row");
+  std::string rowid;
+  if (ins.response.size() == 1) {
+    expect_eq(get(ins.response[0], "status"), "success", "insert status");
+    rowid = get(ins.response[0], "id");
+    char* end = nullptr;
+    std::strtoll(rowid.c_str(), &end, 10);
+    expect(!rowid.empty() && end && *end == '\0', "insert returned a base-10 id: " + rowid);
+  }
+  auto ins_auto = call(path, "table", "interop_kv",
+                       {{"action", "insert"}, {"auto_rowid", "true"}, {"id", "100"},
+                        {"json_value_array", "[\"beta\",8]"}});
+  expect(ins_auto.response.size() == 1 && get(ins_auto.response[0], "status") == "success" &&
+             get(ins_auto.response[0], "id") == "<absent>",
+         "insert with auto_rowid: success without id");
+  auto dup = call(path, "table", "interop_kv",
+                  {{"action", "insert"}, {"auto_rowid", "false"},
+                   {"json_value_array", "[\"alpha\",9]"}});
+  expect(dup.response.size() == 1 && get(dup.response[0], "status") == "constraint",
+         "duplicate key answers constraint");
+  auto upd = call(path, "table", "interop_kv",
+                  {{"action", "update"}, {"id", rowid}, {"json_value_array", "[\"alpha\",70]"}});
+  expect(upd.response.size() == 1 && get(upd.response[0], "status") == "success", "update success");
+  auto rows = call(path, "table", "interop_kv", {{"action", "generate"}});
+  bool updated = false;
+  for (const auto& row : rows.response) {
+    if (get(row, "key") == "alpha") updated = get(row, "value") == "70" && get(row, "rowid") == rowid;
+  }
+  expect(updated, "generate shows the updated row with its rowid");
+  auto del = call(path, "table", "interop_kv", {{"action", "delete"}, {"id", rowid}});
+  expect(del.response.size() == 1 && get(del.response[0], "status") == "success", "delete success");
+  auto bad = call(path, "table", "interop_kv",
+                  {{"action", "insert"}, {"auto_rowid", "false"}, {"json_value_array", "[1]"}});
+  expect(bad.response.size() == 1 && get(bad.response[0], "status") == "failure" &&
+             !get(bad.response[0], "message").empty(),
+         "wrong value count answers failure with a message");
+  auto ro = call(path, "table", "interop_types",
+                 {{"action", "delete"}, {"id", "1"}});
+  expect(ro.response.size() == 1 && get(ro.response[0], "status") == "readonly",
+         "a table without write handlers answers readonly");
+
+  // Failures come back as status 1 with a message; the server stays up.
+  auto boom = call(path, "table", "interop_fail", {{"action", "generate"}});
+  expect(boom.status.code == 1 && boom.status.message.find("kaboom") != std::string::npos,
+         "generate that raises: code 1 with its message: " + boom.status.message);
+  auto unknown = call(path, "table", "no_such_table", {{"action", "generate"}});
+  expect(unknown.status.code == 1, "unknown item: code 1");
+  auto badctx = call(path, "table", "interop_types",
+                     {{"action", "generate"}, {"context", "{not json"}});
+  expect(badctx.status.code == 1 && badctx.status.message.find("context") != std::string::npos,
+         "bad context JSON: code 1 naming the context");
+  auto again = call(path, "table", "interop_types", {{"action", "generate"}});
+  expect(again.status.code == 0 && again.response.size() == 2, "server still answers");
+
+  std::printf("{\"checks\":%d,\"failures\":%d}\n", checks, failures);
+  return failures == 0 ? 0 : 1;
+}
+
+// -- bench ------------------------------------------------------------------------------
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int run_bench(const std::string& path, const std::string& table, int calls, bool with_probe) {
+  std::vector<double> latencies;
+  latencies.reserve(calls);
+  size_t rows = 0;
+  // The context osqueryd sends for SELECT * (protocol.md §3.4): one entry per column,
+  // sorted by name, with no constraints; every column used.
+  auto cols = call(path, "table", table, {{"action", "columns"}}, with_probe);
+  std::vector<std::pair<std::string, std::string>> columns;
+  for (const auto& route : cols.response) {
+    if (get(route, "id") == "column") columns.emplace_back(get(route, "name"), get(route, "type"));
+  }
+  auto declared = columns;
+  std::sort(columns.begin(), columns.end());
+  std::string context = "{\"constraints\":[";
+  for (size_t i = 0; i < columns.size(); ++i) {
+    if (i) context += ",";
+    context += "{\"name\":" + json_escape(columns[i].first) + ",\"list\":[],\"affinity\":" +
+               json_escape(columns[i].second) + "}";
+  }
+  context += "],\"colsUsed\":[";
+  for (size_t i = 0; i < declared.size(); ++i) {
+    if (i) context += ",";
+    context += json_escape(declared[i].first);
+  }
+  unsigned long long bitset = declared.size() >= 64 ? ~0ULL : ((1ULL << declared.size()) - 1);
+  context += "],\"colsUsedBitset\":" + std::to_string(bitset) + "}";
+  const ExtensionPluginRequest request = {{"action", "generate"}, {"context", context}};
+  double start = now_s();
+  for (int i = 0; i < calls; ++i) {
+    double t0 = now_s();
+    auto r = call(path, "table", table, request, with_probe);
+    latencies.push_back(now_s() - t0);
+    if (r.status.code != 0) {
+      std::fprintf(stderr, "generate failed: %s\n", r.status.message.c_str());
+      return 1;
+    }
+    rows += r.response.size();
+  }
+  double elapsed = now_s() - start;
+  std::sort(latencies.begin(), latencies.end());
+  auto pct = [&](double p) { return latencies[std::min(latencies.size() - 1, size_t(p * latencies.size()))] * 1e6; };
+  std::printf("{\"calls\":%d,\"rows\":%zu,\"seconds\":%.6f,\"rows_per_s\":%.1f,"
+              "\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n",
+              calls, rows, elapsed, rows / elapsed, pct(0.5), pct(0.99),
+              latencies.back() * 1e6);
+  return 0;
+}
+
+int run_ping_during(const std::string& path, const std::string& table) {
+  std::atomic<bool> done{false};
+  double gen_seconds = 0;
+  int gen_code = -1;
+  std::thread slow([&] {
+    double t0 = now_s();
+    auto r = call(path, "table", table, {{"action", "generate"}});
+    gen_seconds = now_s() - t0;
+    gen_code = r.status.code;
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  double worst = 0;
+  int pings = 0, failed = 0;
+  while (!done) {
+    double t0 = now_s();
+    if (!probe(path)) ++failed;
+    worst = std::max(worst, now_s() - t0);
+    ++pings;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  slow.join();
+  std::printf("{\"pings\":%d,\"failed\":%d,\"max_ping_ms\":%.3f,\"generate_s\":%.3f,"
+              "\"generate_code\":%d}\n",
+              pings, failed, worst * 1e3, gen_seconds, gen_code);
+  return failed == 0 && gen_code == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: %s ping|call|shutdown|check|bench|ping-during SOCKET ...\n", argv[0]);
+    return 2;
+  }
+  const std::string cmd = argv[1], path = argv[2];
+  try {
+    if (cmd == "ping") {
+      Conn conn(path, 10000);
+      ExtensionStatus status;
+      conn.client->ping(status);
+      std::printf("{\"code\":%d,\"message\":%s,\"uuid\":%lld}\n", status.code,
+                  json_escape(status.message).c_str(), static_cast<long long>(status.uuid));
+      return 0;
+    }
+    if (cmd == "call" && argc >= 5) {
+      ExtensionPluginRequest request;
+      for (int i = 5; i < argc; ++i) {
+        std::string kv = argv[i];
+        auto eq = kv.find('=');
+        if (eq == std::string::npos) {
+          std::fprintf(stderr, "bad key=value: %s\n", argv[i]);
+          return 2;
+        }
+        request[kv.substr(0, eq)] = kv.substr(eq + 1);
+      }
+      std::printf("%s\n", reply_json(call(path, argv[3], argv[4], request)).c_str());
+      return 0;
+    }
+    if (cmd == "shutdown") {
+      Conn conn(path, 10000);
+      conn.client->shutdown();
+      std::printf("{\"shutdown\":\"replied\"}\n");
+      return 0;
+    }
+    if (cmd == "check") return run_check(path);
+    if (cmd == "bench" && argc >= 5) {
+      bool with_probe = !(argc >= 6 && std::string(argv[5]) == "--no-probe");
+      return run_bench(path, argv[3], std::atoi(argv[4]), with_probe);
+    }
+    if (cmd == "ping-during" && argc >= 4) return run_ping_during(path, argv[3]);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 3;
+  }
+  std::fprintf(stderr, "unknown command or missing arguments: %s\n", cmd.c_str());
+  return 2;
+}
