@@ -8,7 +8,8 @@ plugin would reject, and errors in plugin code reported instead of killing the c
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import contextlib
+from typing import Any, Iterator, Mapping
 
 from osqsdk._columns import Column, ColumnType
 from osqsdk._context import QueryContext
@@ -16,7 +17,7 @@ from osqsdk._plugin import Plugin, Response
 from osqsdk._table import TablePlugin
 from osqsdk.errors import PluginDefinitionError
 
-__all__ = ["adapt", "osquery_python_plugins"]
+__all__ = ["adapt", "osquery_python_registrations"]
 
 
 def _osquery() -> Any:
@@ -27,17 +28,28 @@ def _osquery() -> Any:
     return osquery
 
 
-def osquery_python_plugins() -> list[Any]:
-    """Plugin instances registered with osquery-python's ``@register_plugin``.
+@contextlib.contextmanager
+def osquery_python_registrations() -> Iterator[list[Any]]:
+    """Collect the plugins osquery-python's ``@register_plugin`` registers inside the block.
 
-    ``register_plugin`` returns None, so a module's attributes do not hold them; its
-    singleton ExtensionManager does (extension_manager.py ``_plugins``).
+    ``register_plugin`` returns None, so a module's attributes do not hold the plugins; its
+    singleton ExtensionManager keeps them in class-level dicts (extension_manager.py), and
+    silently ignores a name registered twice. The block runs with empty dicts, so that every
+    load sees its own registrations, and the previous ones are put back afterwards.
     """
+    found: list[Any] = []
     osquery = _osquery()
     if osquery is None:
-        return []
-    manager = osquery.ExtensionManager()
-    return [plugin for items in manager._plugins.values() for plugin in items.values()]
+        yield found
+        return
+    manager_cls = type(osquery.ExtensionManager())
+    saved = manager_cls._plugins, manager_cls._registry
+    manager_cls._plugins, manager_cls._registry = {}, {}
+    try:
+        yield found
+        found.extend(p for items in manager_cls._plugins.values() for p in items.values())
+    finally:
+        manager_cls._plugins, manager_cls._registry = saved
 
 
 def adapt(obj: Any) -> Plugin:

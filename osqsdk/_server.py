@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -141,7 +142,13 @@ class ExtensionServer:
                 except ExtensionError as exc:
                     error = exc
             if time.monotonic() >= deadline:
-                why = f": {error}" if error else ""
+                directory = os.path.dirname(self.manager_path) or "."
+                if not os.path.isdir(directory):
+                    raise ExtensionError(
+                        f"osqueryd's extensions socket {self.manager_path} is not available "
+                        f"after {self.timeout:g}s: directory {directory} does not exist "
+                        "(is osqueryd running with this --extensions_socket?)")
+                why = f": {error}" if error else ": no socket there"
                 raise ExtensionError(
                     f"osqueryd's extensions socket {self.manager_path} is not available "
                     f"after {self.timeout:g}s{why}")

@@ -145,8 +145,9 @@ class TablePlugin(Plugin):
             raise PluginDefinitionError(f"table {name!r}: generate must be callable")
         columns = list(columns)
         if not columns:
-            # osqueryd refuses a table without columns ("Invalid route info", §2.3).
-            raise PluginDefinitionError(f"table {name!r} has no columns")
+            # osqueryd refuses a table without columns (protocol.md §2.3).
+            raise PluginDefinitionError(f"table {name!r} has no columns; osqueryd would refuse "
+                                        "its registration with 'Invalid route info'")
         seen: dict[str, str] = {}
         for column in columns:
             if not isinstance(column, Column):

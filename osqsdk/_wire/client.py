@@ -76,8 +76,9 @@ def map_errors(what: str) -> Iterator[None]:
         raise ExtensionConnectionError(f"{what}: {exc.message or exc}") from exc
     except TApplicationException as exc:
         raise ProtocolError(f"{what}: the peer failed the call: {exc.message or exc}") from exc
-    except (TProtocolException, OverflowError) as exc:
-        raise ProtocolError(f"{what}: malformed reply: {exc}") from exc
+    except (TProtocolException, OverflowError, TypeError) as exc:
+        # thrift's C codec reports an over-limit container as TypeError("got wrong ttype").
+        raise ProtocolError(f"{what}: malformed or oversized message: {exc}") from exc
     except OSError as exc:
         raise ExtensionConnectionError(f"{what}: {exc.strerror or exc}") from exc
 

@@ -1,0 +1,88 @@
+"""``osqsdk extension``: serve or describe the plugins of a Python file."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from osqsdk._flags import DEFAULT_SOCKET
+from osqsdk.errors import PluginDefinitionError
+
+__all__ = ["extension"]
+
+
+@click.group()
+def extension() -> None:
+    """Serve or describe extension plugins defined in a Python file."""
+
+
+@extension.command(context_settings={"ignore_unknown_options": True,
+                                     "allow_extra_args": True})
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--socket", "socket_path", default=DEFAULT_SOCKET, show_default=True,
+              help="osqueryd's extensions socket.")
+@click.option("--timeout", type=float, default=3.0, show_default=True,
+              help="Seconds to wait for the socket.")
+@click.option("--interval", type=float, default=3.0, show_default=True,
+              help="Seconds between checks that osqueryd is alive.")
+@click.option("--verbose", is_flag=True, help="Log debug messages.")
+@click.option("--name", default=None, help="Extension name (default: EXTENSION_NAME or the file name).")
+def run(file: str, socket_path: str, timeout: float, interval: float, verbose: bool,
+        name: str | None) -> int:
+    """Serve every plugin FILE defines (osqsdk or osquery-python plugins).
+
+    Exit codes: 0 stopped, 1 dropped by osqueryd, 64 bad file or flags, 69 osqueryd not
+    reachable, 78 registration refused.
+    """
+    from osqsdk._loader import load_file
+    from osqsdk._server import ExitCode, ExtensionServer, _configure_logging, log
+
+    loaded = _load(file)
+    if loaded is None:
+        return ExitCode.USAGE
+    _configure_logging(verbose, name or loaded.name)
+    try:
+        server = ExtensionServer(name or loaded.name, loaded.plugins, version=loaded.version,
+                                 socket_path=socket_path, timeout=timeout, interval=interval)
+    except PluginDefinitionError as exc:
+        log.error("%s", exc)
+        return ExitCode.USAGE
+    code = server.run()
+    raise click.exceptions.Exit(code)
+
+
+@extension.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def spec(file: str) -> int:
+    """Print the schema JSON (osquery's published format) of the tables FILE defines."""
+    loaded = _load(file)
+    if loaded is None:
+        raise click.exceptions.Exit(64)
+    tables = [p.spec() for p in loaded.plugins if p.registry == "table" and hasattr(p, "spec")]
+    click.echo(json.dumps(tables, indent=2))
+    return 0
+
+
+def _load(file: str):  # type: ignore[no-untyped-def]
+    from osqsdk._loader import load_file
+
+    try:
+        return load_file(file)
+    except PluginDefinitionError as exc:
+        click.echo(f"osqsdk: {exc}", err=True)
+        return None
+    except Exception as exc:  # the file's own code failed while loading
+        import traceback
+
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = next((f"{f.filename}:{f.lineno}" for f in reversed(frames)
+                      if f.filename.endswith(file.rsplit("/", 1)[-1])), file)
+        click.echo(f"osqsdk: {where}: loading the extension failed: {type(exc).__name__}: {exc}",
+                   err=True)
+        return None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(extension())

@@ -1,0 +1,66 @@
+"""Find the plugins a Python file defines (osqsdk plugins and osquery-python ones)."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+from typing import Any
+
+from osqsdk._compat import adapt, osquery_python_registrations
+from osqsdk._plugin import Plugin
+from osqsdk.errors import PluginDefinitionError
+
+__all__ = ["LoadedFile", "load_file"]
+
+
+class LoadedFile:
+    """The plugins of one file, and the names it asks for (``EXTENSION_NAME``/``VERSION``)."""
+
+    def __init__(self, path: Path, plugins: list[Plugin], namespace: dict[str, Any]) -> None:
+        self.path = path
+        self.plugins = plugins
+        self.name = str(namespace.get("EXTENSION_NAME") or path.stem.removesuffix(".ext"))
+        self.version = str(namespace.get("EXTENSION_VERSION") or namespace.get("__version__")
+                           or "0.0.0")
+
+
+def load_file(path: str | Path) -> LoadedFile:
+    """Run ``path`` as a module (not as ``__main__``) and collect its plugins.
+
+    osqsdk plugins are found among the module's global values. osquery-python's
+    ``@register_plugin`` returns None, so its plugins are taken from osquery-python's own
+    registry instead (those registered while the file ran).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PluginDefinitionError(f"{path}: no such file")
+    directory = str(path.resolve().parent)
+    sys.path.insert(0, directory)  # let the file import its neighbours, as `python FILE` does
+    try:
+        with osquery_python_registrations() as legacy_plugins:
+            namespace = runpy.run_path(str(path), run_name="__osqsdk_extension__")
+    except PluginDefinitionError as exc:
+        raise PluginDefinitionError(f"{path}: {exc}") from None
+    except SyntaxError as exc:
+        raise PluginDefinitionError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    finally:
+        if sys.path and sys.path[0] == directory:
+            sys.path.pop(0)
+    plugins: list[Plugin] = []
+    seen: set[int] = set()
+    for value in namespace.values():
+        if isinstance(value, Plugin) and id(value) not in seen:
+            seen.add(id(value))
+            plugins.append(value)
+        elif isinstance(value, (list, tuple)):  # e.g. PLUGINS = [...]
+            for item in value:
+                if isinstance(item, Plugin) and id(item) not in seen:
+                    seen.add(id(item))
+                    plugins.append(item)
+    plugins.extend(adapt(legacy) for legacy in legacy_plugins)
+    if not plugins:
+        raise PluginDefinitionError(
+            f"{path}: defines no plugins (no osqsdk plugin objects at module level and no "
+            "osquery-python @register_plugin classes)")
+    return LoadedFile(path, plugins, namespace)
