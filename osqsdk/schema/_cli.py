@@ -64,12 +64,15 @@ def schema() -> None:
 @click.option("--osqueryi", "osqueryi", is_flag=False, flag_value="osqueryi", default=None,
               help="Also read the tables of a live osqueryi (default: the one on PATH).")
 @click.option("--osquery-version", help="The osquery release the result describes.")
+@click.option("--without", "without", multiple=True, type=click.Path(dir_okay=False),
+              help="Leave out tables that this schema file also has (e.g. core osquery "
+                   "tables when importing Fleet's schema for its fleetd tables).")
 @click.option("--origin", type=click.Choice(["osquery", "fleet", "extension"]),
               help="Mark every imported table as coming from here.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here (default: stdout).")
 def import_(sources: tuple[str, ...], enrich_from: tuple[str, ...], versions: str | None,
-            osqueryi: str | None, osquery_version: str | None, origin: str | None,
-            output: str | None) -> int:
+            osqueryi: str | None, without: tuple[str, ...], osquery_version: str | None,
+            origin: str | None, output: str | None) -> int:
     """Convert schema SOURCES into osqsdk's own schema format.
 
     SOURCES may be osquery.io's schema JSON, Fleet's schema, osquery's specs as JSON,
@@ -90,7 +93,8 @@ def import_(sources: tuple[str, ...], enrich_from: tuple[str, ...], versions: st
                 _write(functions_document(data, generated_by=command), output)
                 return 0
         result = import_schema(sources, enrich_from=enrich_from, versions=versions,
-                               osqueryi=osqueryi, osquery_version=osquery_version, origin=origin)
+                               osqueryi=osqueryi, osquery_version=osquery_version, origin=origin,
+                               without=without)
     except SchemaError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2

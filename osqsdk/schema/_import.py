@@ -255,7 +255,8 @@ def functions_document(data: Mapping[str, Any], *, generated_by: str | None = No
 
 def import_schema(sources: Iterable[str], *, enrich_from: Iterable[str] = (),
                   versions: str | None = None, osqueryi: str | None = None,
-                  osquery_version: str | None = None, origin: str | None = None) -> Schema:
+                  osquery_version: str | None = None, origin: str | None = None,
+                  without: Iterable[str] = ()) -> Schema:
     """Read ``sources`` (and optionally a live osqueryi), enrich, add release facts."""
     schema = Schema()
     for src in sources:
@@ -269,6 +270,11 @@ def import_schema(sources: Iterable[str], *, enrich_from: Iterable[str] = (),
         schema = schema.merged(read_osqueryi(osqueryi))
     if not len(schema):
         raise SchemaError("no tables read: give at least one source or --osqueryi")
+    for src in without:
+        drop = schema_from_data(read_json(src), str(src))
+        schema = Schema([t for t in schema if t.name not in drop.tables],
+                        removed=schema.removed.values(), osquery_version=schema.osquery_version,
+                        sources=schema.sources)
     for src in enrich_from:
         schema = enrich(schema, schema_from_data(read_json(src), str(src)))
     if versions:

@@ -157,12 +157,7 @@ def tables_from_listing(data: list[Any], where: str, *, origin: str | None = Non
     """Tables from osquery's website JSON, Fleet's schema or extension ``--spec`` output."""
     tables = []
     for i, obj in enumerate(data):
-        table_origin = origin
-        if table_origin is None:
-            # Fleet marks its own tables by linking no osquery spec.
-            fleet = isinstance(obj, dict) and "fleetRepoUrl" in obj
-            table_origin = "fleet" if fleet and "osqueryRepoUrl" not in obj else "osquery"
-        tables.append(_table(obj, f"{where}[{i}]", origin=table_origin))
+        tables.append(_table(obj, f"{where}[{i}]", origin=origin or "osquery"))
     return tables
 
 
@@ -257,11 +252,10 @@ def load_schema(*paths: str | os.PathLike[str], origin: str | None = None) -> Sc
     schema = Schema()
     for path in paths:
         data = read_json(path)
-        kind = detect_format(data) if data is not None else "none"
-        if kind == "versions":
-            schema = apply_versions(schema, data)
-            continue
         try:
+            if detect_format(data) == "versions":
+                schema = apply_versions(schema, data)
+                continue
             part = schema_from_data(data, str(path), origin=origin)
         except SchemaError as exc:
             if str(path) in str(exc):
