@@ -65,6 +65,45 @@ def spec(file: str) -> int:
     return 0
 
 
+@extension.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--autoload", "autoload_file", type=click.Path(dir_okay=False),
+              help="Check every entry of this --extensions_autoload file.")
+@click.option("--uid", type=int, default=None, help="The user osqueryd runs as (default: you).")
+def check(paths: tuple[str, ...], autoload_file: str | None, uid: int | None) -> int:
+    """Say whether osqueryd would launch each extension PATH (or autoload entry).
+
+    Applies osqueryd's rules: not in a sticky directory, owned by root or osqueryd's user,
+    executable, not world-writable, named *.ext when autoloaded, and (for scripts) a #! line.
+    Exit code 1 if any would be refused.
+    """
+    from pathlib import Path
+
+    from osqsdk._autoload import autoload_entries, launch_problems
+
+    targets = [(Path(p), True) for p in paths]
+    if autoload_file:
+        try:
+            text = Path(autoload_file).read_text()
+        except OSError as exc:
+            click.echo(f"osqsdk: {autoload_file}: {exc.strerror}", err=True)
+            raise click.exceptions.Exit(2)
+        targets += [(p, True) for p in autoload_entries(text, Path(autoload_file).parent)]
+    if not targets:
+        click.echo("osqsdk: name extension paths or --autoload FILE", err=True)
+        raise click.exceptions.Exit(2)
+    refused = 0
+    for path, autoload in targets:
+        problems = launch_problems(path, osqueryd_uid=uid, autoload=autoload)
+        if problems:
+            refused += 1
+            for problem in problems:
+                click.echo(problem)
+        else:
+            click.echo(f"{path}: ok")
+    return 1 if refused else 0
+
+
 def _load(file: str):  # type: ignore[no-untyped-def]
     from osqsdk._loader import load_file
 
