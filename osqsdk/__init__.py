@@ -28,6 +28,19 @@ _EXPORTS = {
     "Column": "osqsdk._columns",
     "ColumnOptions": "osqsdk._columns",
     "ColumnType": "osqsdk._columns",
+    "ConfigPlugin": "osqsdk._config",
+    "ConfigProblem": "osqsdk._config",
+    "DirectoryConfig": "osqsdk._config",
+    "DistributedPlugin": "osqsdk._distributed",
+    "DistributedQueries": "osqsdk._distributed",
+    "DistributedResult": "osqsdk._distributed",
+    "LoggerFailure": "osqsdk._logger",
+    "LoggerPlugin": "osqsdk._logger",
+    "QueryStats": "osqsdk._distributed",
+    "ResultFormat": "osqsdk._records",
+    "ResultLog": "osqsdk._records",
+    "Severity": "osqsdk._records",
+    "StatusLog": "osqsdk._records",
     "Constraint": "osqsdk._context",
     "ConstraintViolation": "osqsdk.errors",
     "ExitCode": "osqsdk._server",
@@ -74,6 +87,15 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from osqsdk._client import ExtensionClient
     from osqsdk._columns import Column, ColumnOptions, ColumnType
+    from osqsdk._config import ConfigPlugin, ConfigProblem, DirectoryConfig
+    from osqsdk._distributed import (
+        DistributedPlugin,
+        DistributedQueries,
+        DistributedResult,
+        QueryStats,
+    )
+    from osqsdk._logger import LoggerFailure, LoggerPlugin
+    from osqsdk._records import ResultFormat, ResultLog, Severity, StatusLog
     from osqsdk._context import Constraint, Operator, QueryContext
     from osqsdk._plugin import Plugin, Response
     from osqsdk._server import OSQUERY_SDK_VERSION, ExitCode, ExtensionServer, run

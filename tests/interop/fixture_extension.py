@@ -90,7 +90,68 @@ def slow(context):
     return [{"x": "done"}]
 
 
-PLUGINS = [types_table, echo, kv_table, fail, slow]
+# -- logger, config and distributed plugins: what they receive is readable as interop_log --
+import json  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+
+received = []
+
+
+def on_result(record):
+    for action, row in record.rows():
+        received.append({"kind": record.format.value, "name": record.name,
+                         "host": record.host_identifier, "counter": record.counter,
+                         "unix_time": record.unix_time, "action": action,
+                         "detail": json.dumps(row, sort_keys=True),
+                         "decorations": json.dumps(record.decorations, sort_keys=True)})
+
+
+def on_status(records):
+    for r in records:
+        received.append({"kind": "status", "name": r.severity.name, "host": r.host_identifier,
+                         "counter": r.line, "unix_time": r.unix_time, "action": r.filename,
+                         "detail": r.message})
+
+
+def on_event(row):
+    received.append({"kind": "subscriber", "detail": json.dumps(row, sort_keys=True)})
+
+
+def on_init(name):
+    received.append({"kind": "init", "name": name})
+
+
+def on_write(results):
+    for r in results:
+        received.append({"kind": "distributed", "name": r.query_id, "counter": r.status,
+                         "action": r.message, "detail": json.dumps(r.rows, sort_keys=True)})
+
+
+logger = osqsdk.LoggerPlugin("interop_logger", log_result=on_result, log_status=on_status,
+                             log_event=on_event, init=on_init)
+log_table = osqsdk.TablePlugin(
+    "interop_log", [Column("kind"), Column("name"), Column("host"), Column("counter", "BIGINT"),
+                    Column("unix_time", "BIGINT"), Column("action"), Column("detail"),
+                    Column("decorations")],
+    lambda context: list(received))
+
+config_dir = tempfile.mkdtemp(prefix="osqsdk-interop-conf-")
+os.makedirs(os.path.join(config_dir, "packs"))
+with open(os.path.join(config_dir, "osquery.conf"), "w") as f:
+    f.write('{\n  // comment\n  "options": {"host_identifier": "uuid"},\n'
+            '  "schedule": {"up": {"query": "SELECT * FROM uptime;", "interval": "60"}},\n'
+            '  "packs": {"ir": "packs/ir.conf"}\n}\n')
+with open(os.path.join(config_dir, "packs", "ir.conf"), "w") as f:
+    f.write('{"queries": {"ssh": {"query": "SELECT * FROM last;", "interval": 60}}}')
+config = osqsdk.DirectoryConfig(config_dir, name="interop_config")
+
+distributed = osqsdk.DistributedPlugin(
+    "interop_distributed",
+    lambda: osqsdk.DistributedQueries({"q1": "SELECT 1"}, {"q1": "SELECT 1"}, 30),
+    on_write)
+
+PLUGINS = [types_table, echo, kv_table, fail, slow, logger, log_table, config, distributed]
 
 if __name__ == "__main__":
     osqsdk.run("interop", PLUGINS, version="1.2.3")

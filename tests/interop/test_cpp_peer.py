@@ -160,3 +160,28 @@ def test_sigterm_deregisters_from_the_cpp_manager(cpp_manager):
     assert ext.wait() == ExitCode.OK
     assert m.next_event("deregister")["uuid"] == uuid
     assert not os.path.exists(f"{m.socket}.{uuid}")
+
+
+def test_cpp_osqueryd_drives_logger_config_and_distributed_plugins(cpp_peers, manager):
+    ext = start_fixture(manager.socket_path)
+    try:
+        socket = manager.wait_for("interop").socket_path
+        result = run_client(cpp_peers, "check-plugins", socket)
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["failures"] == 0 and summary["checks"] >= 35
+    finally:
+        ext.stop()
+
+
+def test_cpp_manager_sees_every_registry(cpp_manager):
+    m = cpp_manager()
+    ext = start_fixture(m.socket)
+    try:
+        reg = m.next_event("register")["registry"]
+        assert set(reg) == {"table", "logger", "config", "distributed"}
+        assert reg["logger"] == {"interop_logger": []}
+        assert reg["config"] == {"interop_config": []}
+        assert reg["distributed"] == {"interop_distributed": []}
+    finally:
+        ext.stop()

@@ -7,6 +7,7 @@
 //   osqueryd_standin call SOCKET REGISTRY ITEM [key=value ...]   prints the reply as JSON
 //   osqueryd_standin shutdown SOCKET
 //   osqueryd_standin check SOCKET        drives tests/interop/fixture_extension.py and checks values
+//   osqueryd_standin check-plugins SOCKET  the same for its logger, config and distributed plugins
 //   osqueryd_standin bench SOCKET TABLE CALLS [--no-probe]       prints rows/s and latencies
 //   osqueryd_standin ping-during SOCKET TABLE                     worst ping while TABLE generates
 
@@ -280,6 +281,140 @@ int run_check(const std::string& path) {
   return failures == 0 ? 0 : 1;
 }
 
+// -- check-plugins: logger, config and distributed requests as osqueryd sends them -------
+std::vector<std::map<std::string, std::string>> log_rows(const std::string& path,
+                                                         const std::string& kind) {
+  auto r = call(path, "table", "interop_log", {{"action", "generate"}});
+  std::vector<std::map<std::string, std::string>> out;
+  for (const auto& row : r.response) {
+    if (get(row, "kind") == kind) out.push_back(row);
+  }
+  return out;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+int run_check_plugins(const std::string& path) {
+  const std::string common =
+      "\"name\":\"pack_ir_ssh\",\"hostIdentifier\":\"web-1\","
+      "\"calendarTime\":\"Tue Nov 24 07:30:19 2026 UTC\",\"unixTime\":1795505419,"
+      "\"epoch\":0,\"counter\":3,\"numerics\":false";
+  const std::string event_line = "{" + common +
+      ",\"decorations\":{\"host_uuid\":\"abc\"},"
+      "\"columns\":{\"host\":\"10.0.0.9\",\"username\":\"alice\"},\"action\":\"added\"}";
+  const std::string batch_line = "{\"diffResults\":{\"removed\":[{\"pid\":\"1\"}],"
+      "\"added\":[{\"pid\":\"2\"}]}," + common + "}";
+  const std::string snapshot_line = "{\"snapshot\":[{\"a\":\"1\"},{\"a\":\"2\"}],"
+      "\"action\":\"snapshot\"," + common + "}";
+  const std::string status_log =
+      "[{\"s\":2,\"f\":\"config.cpp\",\"i\":12,\"m\":\"bad pack\",\"h\":\"web-1\","
+      "\"c\":\"Tue Nov 24 07:30:19 2026 UTC\",\"u\":1795505420}]";
+
+  // Logger: init, then features (answered in the status code), then logs (protocol.md §4).
+  auto init = call(path, "logger", "interop_logger", {{"init", "osqueryd"}});
+  expect(init.status.code == 0, "logger init answers 0");
+  auto features = call(path, "logger", "interop_logger", {{"action", "features"}});
+  expect(features.status.code == 3, "features bitmask 3 (status logs + events), got " +
+                                        std::to_string(features.status.code));
+  auto r1 = call(path, "logger", "interop_logger", {{"string", event_line}, {"category", "event"}});
+  expect(r1.status.code == 0, "event-format result line accepted");
+  auto r2 = call(path, "logger", "interop_logger", {{"string", batch_line}, {"category", "event"}});
+  expect(r2.status.code == 0, "batch-format result line accepted");
+  auto r3 = call(path, "logger", "interop_logger", {{"snapshot", snapshot_line}});
+  expect(r3.status.code == 0, "snapshot line accepted");
+  auto r4 = call(path, "logger", "interop_logger", {{"status", "true"}, {"log", status_log}});
+  expect(r4.status.code == 0, "status batch accepted");
+  auto r5 = call(path, "logger", "interop_logger",
+                 {{"event", "{\"pid\":\"7\",\"time\":\"1795505419\",\"eid\":\"000001\"}"}});
+  expect(r5.status.code == 0, "event row accepted");
+  auto bad = call(path, "logger", "interop_logger", {{"string", "{not json"}});
+  expect(bad.status.code == 1 && contains(bad.status.message, "not JSON"),
+         "malformed result line: code 1 with the reason");
+
+  auto inits = log_rows(path, "init");
+  expect(inits.size() == 1 && get(inits[0], "name") == "osqueryd", "init name reached the plugin");
+  auto events = log_rows(path, "event");
+  expect(events.size() == 1, "one event-format row");
+  if (!events.empty()) {
+    expect_eq(get(events[0], "name"), "pack_ir_ssh", "result name");
+    expect_eq(get(events[0], "host"), "web-1", "hostIdentifier");
+    expect_eq(get(events[0], "counter"), "3", "counter typed");
+    expect_eq(get(events[0], "unix_time"), "1795505419", "unixTime typed");
+    expect_eq(get(events[0], "action"), "added", "action");
+    expect_eq(get(events[0], "detail"), "{\"host\": \"10.0.0.9\", \"username\": \"alice\"}",
+              "columns");
+    expect_eq(get(events[0], "decorations"), "{\"host_uuid\": \"abc\"}", "decorations");
+  }
+  auto batch = log_rows(path, "batch");
+  expect(batch.size() == 2 && get(batch[0], "action") == "removed" &&
+             get(batch[1], "action") == "added",
+         "batch rows: removed then added");
+  expect(log_rows(path, "snapshot").size() == 2, "snapshot rows");
+  auto subscriber = log_rows(path, "subscriber");
+  expect(subscriber.size() == 1 &&
+             get(subscriber[0], "detail") ==
+                 "{\"eid\": \"000001\", \"pid\": \"7\", \"time\": \"1795505419\"}",
+         "event-subscriber row reached the plugin");
+  auto status = log_rows(path, "status");
+  expect(status.size() == 1, "one status record");
+  if (!status.empty()) {
+    expect_eq(get(status[0], "name"), "ERROR", "severity 2 is ERROR");
+    expect_eq(get(status[0], "detail"), "bad pack", "status message");
+    expect_eq(get(status[0], "counter"), "12", "status line number");
+    expect_eq(get(status[0], "action"), "config.cpp", "status file");
+    expect_eq(get(status[0], "unix_time"), "1795505420", "status unix time");
+  }
+
+  // Config: genConfig and genPack (protocol.md §5).
+  auto conf = call(path, "config", "interop_config", {{"action", "genConfig"}});
+  expect(conf.status.code == 0 && conf.response.size() == 1, "genConfig: one row");
+  if (conf.response.size() == 1) {
+    const std::string text = get(conf.response[0], "osquery.conf");
+    expect(contains(text, "\"host_identifier\":\"uuid\""), "config options served: " + text);
+    expect(contains(text, "\"query\":\"SELECT * FROM uptime;\""), "schedule served");
+    expect(!contains(text, "comment"), "comments stripped");
+  }
+  auto pack = call(path, "config", "interop_config",
+                   {{"action", "genPack"}, {"name", "ir"}, {"value", "packs/ir.conf"}});
+  expect(pack.status.code == 0 && pack.response.size() == 1 &&
+             contains(get(pack.response[0], "ir"), "\"query\":\"SELECT * FROM last;\""),
+         "genPack serves the pack under its name");
+  auto escape = call(path, "config", "interop_config",
+                     {{"action", "genPack"}, {"name", "x"}, {"value", "../../etc/passwd"}});
+  expect(escape.status.code == 1 && contains(escape.status.message, "outside"),
+         "genPack refuses a path outside the root");
+
+  // Distributed: getQueries and writeResults (protocol.md §6).
+  auto work = call(path, "distributed", "interop_distributed", {{"action", "getQueries"}});
+  expect(work.status.code == 0 && work.response.size() == 1, "getQueries: one row");
+  if (work.response.size() == 1) {
+    expect_eq(get(work.response[0], "results"),
+              "{\"queries\":{\"q1\":\"SELECT 1\"},\"discovery\":{\"q1\":\"SELECT 1\"},"
+              "\"accelerate\":30}",
+              "getQueries results JSON");
+  }
+  const std::string results =
+      "{\"queries\":{\"q1\":[{\"1\":\"1\"}],\"q2\":\"\"},\"statuses\":{\"q1\":0,\"q2\":\"1\"},"
+      "\"messages\":{\"q1\":\"\",\"q2\":\"no such table: nope\"},"
+      "\"stats\":{\"q1\":{\"wall_time_ms\":1,\"user_time\":0,\"system_time\":0,\"memory\":9}}}";
+  auto written = call(path, "distributed", "interop_distributed",
+                      {{"action", "writeResults"}, {"results", results}});
+  expect(written.status.code == 0, "writeResults accepted");
+  auto dist = log_rows(path, "distributed");
+  expect(dist.size() == 2, "two distributed results");
+  if (dist.size() == 2) {
+    expect_eq(get(dist[0], "name"), "q1", "first result id");
+    expect_eq(get(dist[0], "detail"), "[{\"1\": \"1\"}]", "rows of q1");
+    expect_eq(get(dist[1], "counter"), "1", "status given as a string, typed");
+    expect_eq(get(dist[1], "action"), "no such table: nope", "error message");
+    expect_eq(get(dist[1], "detail"), "[]", "\"\" rows read as none");
+  }
+  std::printf("{\"checks\":%d,\"failures\":%d}\n", checks, failures);
+  return failures == 0 ? 0 : 1;
+}
+
 // -- bench ------------------------------------------------------------------------------
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
@@ -400,6 +535,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cmd == "check") return run_check(path);
+    if (cmd == "check-plugins") return run_check_plugins(path);
     if (cmd == "bench" && argc >= 5) {
       bool with_probe = !(argc >= 6 && std::string(argv[5]) == "--no-probe");
       return run_bench(path, argv[3], std::atoi(argv[4]), with_probe);

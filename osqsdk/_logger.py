@@ -1,0 +1,157 @@
+"""Logger plugins: osqueryd's results, snapshots, status logs and events (protocol.md §4)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, Callable, Mapping
+
+from osqsdk._plugin import Plugin, Response
+from osqsdk._records import ResultLog, StatusLog, parse_result, parse_status_batch
+from osqsdk.errors import OsqsdkError
+
+__all__ = ["LoggerFailure", "LoggerPlugin", "FEATURE_STATUS_LOGS", "FEATURE_EVENTS"]
+
+log = logging.getLogger("osqsdk.logger")
+
+# The `features` answer is a bitmask carried in the status code (osquery's LoggerFeature).
+FEATURE_STATUS_LOGS = 1
+FEATURE_EVENTS = 2
+
+
+class LoggerFailure(OsqsdkError):
+    """Raise from ``log_result`` to answer osqueryd with a failure.
+
+    osqueryd treats a failed result or snapshot line as fatal: the worker exits with code
+    78 and the watcher stops the whole daemon (osquery #7100), and the line is lost because
+    osqueryd already stored the new results. Raise this only when stopping osqueryd is what
+    you want.
+    """
+
+
+class LoggerPlugin(Plugin):
+    """A logger osqueryd can send its logs to (``--logger_plugin=<name>``).
+
+    ``log_result(record)`` receives every result and snapshot line as a parsed ``ResultLog``
+    (``record.raw`` is the line as sent). It should return quickly: osqueryd's scheduler
+    waits for the answer. Its answer to osqueryd is success unless it raises
+    ``LoggerFailure``, which makes osqueryd exit; any other exception is logged and the
+    line is dropped, so that a bug in a logger cannot take osqueryd down.
+
+    Giving ``log_status(records)`` asks osqueryd for its status logs (a list of
+    ``StatusLog`` per batch); giving ``log_event(row)`` asks for event-subscriber rows.
+    osqueryd asks for these features once, right after ``init(name)``. Callbacks may run on
+    several threads at once.
+    """
+
+    registry = "logger"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        log_result: Callable[[ResultLog], Any] | None = None,
+        log_status: Callable[[list[StatusLog]], Any] | None = None,
+        log_event: Callable[[dict[str, Any]], Any] | None = None,
+        init: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.log_result = log_result
+        self.log_status = log_status
+        self.log_event = log_event
+        self.init = init
+        self._lock = threading.Lock()
+        self.dropped = 0  # result lines lost to exceptions in log_result
+
+    @property
+    def features(self) -> int:
+        return ((FEATURE_STATUS_LOGS if self.log_status is not None else 0)
+                | (FEATURE_EVENTS if self.log_event is not None else 0))
+
+    def call(self, request: Mapping[str, str]) -> Response:
+        if "string" in request:
+            return self._result(request["string"], request.get("category", ""))
+        if "snapshot" in request:
+            return self._result(request["snapshot"], "")
+        if "string_batch" in request:  # sent by extensions into osqueryd (5.9+); accept it too
+            return self._batch(request["string_batch"])
+        if "status" in request:
+            return self._status(request.get("log", "[]"))
+        if "event" in request:
+            return self._event(request["event"])
+        if "init" in request:
+            if self.init is not None:
+                self.init(request["init"])
+            return Response.ok()
+        if request.get("action") == "features":
+            # osqueryd reads the status *code* as the bitmask; answering "unknown action"
+            # (code 1) would switch status-log forwarding on (protocol.md §4.1).
+            return Response(self.features, "OK", [])
+        if "health" in request:  # legacy key; osqueryd 5.x does not send it
+            return Response.ok()
+        return Response.failed(f"logger {self.name!r}: unknown request with keys "
+                               f"{', '.join(sorted(request)) or '(none)'}")
+
+    def _result(self, line: str, category: str) -> Response:
+        try:
+            record = parse_result(line, category)
+        except ValueError as exc:
+            log.error("logger %s: %s: %.200s", self.name, exc, line)
+            return Response.failed(f"logger {self.name!r}: {exc}")
+        if self.log_result is None:
+            return Response.ok()
+        try:
+            self.log_result(record)
+        except LoggerFailure as exc:
+            log.error("logger %s failed a result line on purpose: %s", self.name, exc)
+            return Response.failed(str(exc) or "logger failure")
+        except Exception:
+            with self._lock:
+                self.dropped += 1
+            log.exception("logger %s: log_result raised; the line of %r is dropped",
+                          self.name, record.name)
+        return Response.ok()
+
+    def _batch(self, text: str) -> Response:
+        try:
+            lines = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return Response.failed(f"logger {self.name!r}: string_batch is not JSON: {exc}")
+        if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+            return Response.failed(f"logger {self.name!r}: string_batch must be a JSON array "
+                                   "of strings")
+        for line in lines:
+            response = self._result(line, "")
+            if response.code != 0:
+                return response
+        return Response.ok()
+
+    def _status(self, text: str) -> Response:
+        try:
+            records = parse_status_batch(text)
+        except ValueError as exc:
+            log.error("logger %s: %s", self.name, exc)
+            return Response.failed(f"logger {self.name!r}: {exc}")
+        if self.log_status is not None and records:
+            try:
+                self.log_status(records)
+            except Exception as exc:  # osqueryd ignores this answer; report it anyway
+                log.exception("logger %s: log_status raised", self.name)
+                return Response.failed(f"logger {self.name!r}: log_status failed: {exc}")
+        return Response.ok()
+
+    def _event(self, text: str) -> Response:
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return Response.failed(f"logger {self.name!r}: event is not JSON: {exc}")
+        if not isinstance(row, dict):
+            return Response.failed(f"logger {self.name!r}: event is not a JSON object")
+        if self.log_event is not None:
+            try:
+                self.log_event(row)
+            except Exception as exc:
+                log.exception("logger %s: log_event raised", self.name)
+                return Response.failed(f"logger {self.name!r}: log_event failed: {exc}")
+        return Response.ok()

@@ -1,0 +1,191 @@
+"""Typed views of what osqueryd logs: result lines, status logs (protocol.md §4.2, §4.3)."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+__all__ = ["ResultFormat", "ResultLog", "Severity", "StatusLog", "parse_result",
+           "parse_status_batch"]
+
+# Keys every result line carries; anything else at the top level is a decoration placed
+# there by --decorations_top_level.
+_COMMON = ("name", "hostIdentifier", "calendarTime", "unixTime", "epoch", "counter", "numerics",
+           "decorations")
+_FORMAT_KEYS = {"columns", "action", "diffResults", "snapshot"}
+
+
+class ResultFormat(str, enum.Enum):
+    """Which of osqueryd's result line formats a line is in."""
+
+    EVENT = "event"          #: one row with "added"/"removed" (--logger_event_type=true)
+    BATCH = "batch"          #: "diffResults" with added and removed rows
+    SNAPSHOT = "snapshot"    #: all rows of a snapshot query
+    SNAPSHOT_EVENT = "snapshot_event"  #: one snapshot row (--logger_snapshot_event_type)
+
+
+class Severity(enum.IntEnum):
+    """glog severities in osquery's status logs."""
+
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+    FATAL = 3
+
+    @classmethod
+    def _missing_(cls, value: object) -> "Severity | None":
+        return cls.INFO if isinstance(value, int) and value < 0 else (
+            cls.FATAL if isinstance(value, int) else None)
+
+
+def _number(value: Any, key: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{key!r} must be a number, not a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise ValueError(f"{key!r} must be a number, got {value!r}")
+
+
+def _rows(value: Any, what: str) -> list[dict[str, Any]]:
+    if value == "" or value is None:  # osqueryd may send "" for an empty row list
+        return []
+    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+        raise ValueError(f"{what} must be a list of row objects")
+    return value
+
+
+@dataclass(frozen=True)
+class ResultLog:
+    """One result line from osqueryd's scheduler, parsed.
+
+    ``name`` is the query name as osqueryd logs it (``pack_<pack>_<query>`` for pack
+    queries). ``rows()`` gives ``(action, row)`` pairs whatever the format: the one row of an
+    event line, the removed then added rows of a batch line, every row of a snapshot.
+    ``raw`` is the line exactly as received.
+    """
+
+    format: ResultFormat
+    name: str
+    host_identifier: str
+    calendar_time: str
+    unix_time: int
+    epoch: int
+    counter: int
+    numerics: bool
+    decorations: dict[str, Any]
+    raw: str
+    action: str = ""
+    columns: dict[str, Any] = field(default_factory=dict)
+    added: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    snapshot: list[dict[str, Any]] = field(default_factory=list)
+    category: str = ""
+
+    def rows(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self.format in (ResultFormat.EVENT, ResultFormat.SNAPSHOT_EVENT):
+            yield self.action, self.columns
+        elif self.format is ResultFormat.BATCH:
+            for row in self.removed:
+                yield "removed", row
+            for row in self.added:
+                yield "added", row
+        else:
+            for row in self.snapshot:
+                yield "snapshot", row
+
+
+def parse_result(line: str, category: str = "") -> ResultLog:
+    """Parse one result or snapshot line. Raises ValueError naming what is wrong."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"result line is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("result line is not a JSON object")
+    if not isinstance(data.get("name"), str):
+        raise ValueError("result line has no query 'name'")
+    decorations = data.get("decorations", {})
+    if not isinstance(decorations, dict):
+        raise ValueError("result line 'decorations' must be an object")
+    # --decorations_top_level puts decoration keys beside the common ones.
+    extra = {k: v for k, v in data.items() if k not in _COMMON and k not in _FORMAT_KEYS}
+    if extra:
+        decorations = {**decorations, **extra}
+    common = dict(
+        name=data["name"],
+        host_identifier=str(data.get("hostIdentifier", "")),
+        calendar_time=str(data.get("calendarTime", "")),
+        unix_time=_number(data.get("unixTime", 0), "unixTime"),
+        epoch=_number(data.get("epoch", 0), "epoch"),
+        counter=_number(data.get("counter", 0), "counter"),
+        numerics=bool(data.get("numerics", False)),
+        decorations=decorations,
+        raw=line,
+        category=category,
+    )
+    if "diffResults" in data:
+        diff = data["diffResults"]
+        if not isinstance(diff, dict):
+            raise ValueError("result line 'diffResults' must be an object")
+        return ResultLog(ResultFormat.BATCH, added=_rows(diff.get("added"), "diffResults.added"),
+                         removed=_rows(diff.get("removed"), "diffResults.removed"), **common)
+    if "snapshot" in data:
+        return ResultLog(ResultFormat.SNAPSHOT, action="snapshot",
+                         snapshot=_rows(data["snapshot"], "snapshot"), **common)
+    if "columns" in data:
+        columns = data["columns"]
+        if not isinstance(columns, dict):
+            raise ValueError("result line 'columns' must be an object")
+        action = data.get("action")
+        if action not in ("added", "removed", "snapshot"):
+            raise ValueError(f"result line has an unknown action {action!r}")
+        fmt = ResultFormat.SNAPSHOT_EVENT if action == "snapshot" else ResultFormat.EVENT
+        return ResultLog(fmt, action=action, columns=columns, **common)
+    raise ValueError("result line has none of 'columns', 'diffResults' or 'snapshot'")
+
+
+@dataclass(frozen=True)
+class StatusLog:
+    """One of osqueryd's own log lines (glog), as relayed to logger plugins."""
+
+    severity: Severity
+    filename: str
+    line: int
+    message: str
+    host_identifier: str
+    calendar_time: str
+    unix_time: int
+    raw: Mapping[str, Any]
+
+
+def parse_status_batch(text: str) -> list[StatusLog]:
+    """Parse the ``log`` value of a status request: a JSON array of ``{s,f,i,m,h,c,u}``."""
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"status log batch is not JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise ValueError("status log batch is not a JSON array")
+    records = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValueError(f"status log {index} is not an object")
+        try:
+            severity = Severity(_number(item.get("s", 0), "s"))
+            records.append(StatusLog(
+                severity=severity, filename=str(item.get("f", "")),
+                line=_number(item.get("i", 0), "i"), message=str(item.get("m", "")),
+                host_identifier=str(item.get("h", "")), calendar_time=str(item.get("c", "")),
+                unix_time=_number(item.get("u", 0), "u"), raw=item))
+        except ValueError as exc:
+            raise ValueError(f"status log {index}: {exc}") from None
+    return records
