@@ -271,8 +271,8 @@ def import_schema(sources: Iterable[str], *, enrich_from: Iterable[str] = (),
     if not len(schema):
         raise SchemaError("no tables read: give at least one source or --osqueryi")
     for src in without:
-        drop = schema_from_data(read_json(src), str(src))
-        schema = Schema([t for t in schema if t.name not in drop.tables],
+        other = schema_from_data(read_json(src), str(src))
+        schema = Schema([t for t in schema if not _subsumed(t, other.tables.get(t.name))],
                         removed=schema.removed.values(), osquery_version=schema.osquery_version,
                         sources=schema.sources)
     for src in enrich_from:
@@ -286,6 +286,30 @@ def import_schema(sources: Iterable[str], *, enrich_from: Iterable[str] = (),
         schema = Schema(schema, removed=schema.removed.values(), osquery_version=osquery_version,
                         sources=schema.sources)
     return schema
+
+
+def _subsumed(table: TableSchema, other: TableSchema | None) -> bool:
+    """Whether ``other`` already has every platform and column of ``table``."""
+    if other is None:
+        return False
+    return set(table.platforms) <= set(other.platforms) and all(
+        other.column(c.name) is not None for c in table.columns)
+
+
+def overlay(base: Schema, extra: Schema) -> Schema:
+    """``base`` with ``extra``'s tables added; a table both have keeps ``base``'s facts and
+    gains ``extra``'s additional platforms and columns (how Fleet extends core tables)."""
+    tables = dict(base.tables)
+    for table in extra:
+        core = tables.get(table.name)
+        if core is None:
+            tables[table.name] = table
+            continue
+        platforms = tuple(dict.fromkeys((*core.platforms, *table.platforms)))
+        added = tuple(c for c in table.columns if core.column(c.name) is None)
+        tables[table.name] = core.with_(platforms=platforms, columns=core.columns + added)
+    return Schema(tables.values(), removed=base.removed.values(),
+                  osquery_version=base.osquery_version, sources=base.sources + extra.sources)
 
 
 def newest(versions: Iterable[str]) -> str | None:

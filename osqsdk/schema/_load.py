@@ -112,9 +112,17 @@ def _flag(obj: Mapping[str, Any], key: str) -> bool:
     return obj.get(key) is True
 
 
+_TYPE_CACHE: dict[Any, ColumnType] = {}
+
+
 def _column(obj: Any, where: str) -> ColumnSchema:
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"]:
         raise SchemaError(f"{where}: a column needs a name")
+    if len(obj) == 2 and "type" in obj:  # the common case: name and type only
+        ctype = _TYPE_CACHE.get(obj["type"])
+        if ctype is None:
+            ctype = _TYPE_CACHE[obj["type"]] = _type(obj["type"], where)
+        return ColumnSchema(obj["name"], ctype)
     where = f"{where}.{obj['name']}"
     collate = obj.get("collate")
     return ColumnSchema(

@@ -1,0 +1,144 @@
+"""``osqsdk lint``, ``osqsdk rule CODE`` and ``osqsdk rules``.
+
+Exit codes: 0 no finding at or above ``--fail-on``, 1 findings, 2 usage, configuration or
+I/O error (a missing path, an unreadable ``--schema`` or pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["lint", "rule", "rules"]
+
+_CTX = {"help_option_names": ["-h", "--help"]}
+
+
+def _progress_printer(stream):  # type: ignore[no-untyped-def]
+    width = 30
+
+    def show(done: int, total: int) -> None:
+        if total < 20:
+            return
+        filled = int(width * done / total)
+        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} files")
+        if done == total:
+            stream.write("\r" + " " * (width + 30) + "\r")
+        stream.flush()
+    return show
+
+
+@click.command("lint", context_settings=_CTX)
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif", "github"]),
+              default=None, help="Output format (default: text).")
+@click.option("--select", help="Comma-separated codes, code prefixes or names to enable "
+                               "(default: ALL).")
+@click.option("--extend-select", help="Add these to the selection.")
+@click.option("--ignore", help="Comma-separated codes, prefixes or names to disable.")
+@click.option("--platform", help="Lint every query as if it targeted these platforms "
+                                 "(e.g. 'linux' or 'darwin,windows').")
+@click.option("--osquery-version", help="Oldest osquery release the queries must run on.")
+@click.option("--schema", "schema_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Extra table schema (osqsdk JSON or an extension's --spec output); "
+                   "repeatable.")
+@click.option("--fleetd/--no-fleetd", default=None,
+              help="Allow Fleet's fleetd tables everywhere (always allowed in Fleet files).")
+@click.option("--hosts", type=click.IntRange(min=1), help="Add the fleet view for N hosts.")
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default=None,
+              help="Lowest severity that makes the exit code 1 (default: warning).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="pyproject.toml to read [tool.osqsdk.lint] from (default: the nearest).")
+@click.option("--no-config", is_flag=True, help="Ignore pyproject.toml.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
+@click.option("--quiet", "-q", is_flag=True, help="Text format: no summary line.")
+@click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
+def lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
+         extend_select: str | None, ignore: str | None, platform: str | None,
+         osquery_version: str | None, schema_files: tuple[str, ...], fleetd: bool | None,
+         hosts: int | None, fail_on: str | None, config_file: str | None, no_config: bool,
+         exit_zero: bool, quiet: bool, no_progress: bool) -> int:
+    """Lint osquery configs, packs, Fleet YAML and .sql files (default: the current directory).
+
+    Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage or I/O error.
+    """
+    from osqsdk.errors import SchemaError
+    from osqsdk.lint._inputs import LintInputError
+    from osqsdk.lint._report import render
+    from osqsdk.lint._runner import lint_paths, unknown_selectors
+    from osqsdk.lint._settings import (SettingsError, find_pyproject, load_settings,
+                                       parse_platforms)
+
+    targets = list(paths) or ["."]
+    try:
+        pyproject = None
+        if config_file:
+            pyproject = Path(config_file)
+        elif not no_config:
+            pyproject = find_pyproject(targets[0] if os.path.exists(targets[0]) else ".")
+        settings = load_settings(pyproject)
+    except SettingsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+
+    def split(value: str | None) -> tuple[str, ...] | None:
+        return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+    settings = settings.with_(
+        select=split(select), extend_select=split(extend_select), ignore=split(ignore),
+        platform=parse_platforms(platform) if platform else None,
+        osquery_version=osquery_version, fleetd=fleetd, hosts=hosts, fail_on=fail_on,
+        schema_files=tuple(settings.schema_files) + tuple(schema_files) or None)
+    bad = unknown_selectors(settings)
+    if bad:
+        click.echo(f"error: unknown rule selector(s): {', '.join(bad)} "
+                   "(see `osqsdk rules`)", err=True)
+        return 2
+    progress = None
+    if not no_progress and sys.stderr.isatty():
+        progress = _progress_printer(sys.stderr)
+    try:
+        result = lint_paths(targets, settings=settings, progress=progress)
+    except (LintInputError, SchemaError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    click.echo(render(result.findings, fmt or "text", summary=not quiet), nl=False)
+    if exit_zero:
+        return 0
+    return result.exit_code(settings.fail_on)
+
+
+@click.command("rule", context_settings=_CTX)
+@click.argument("code")
+def rule(code: str) -> int:
+    """Print the documentation of rule CODE (a code like OSQ104 or a name)."""
+    from osqsdk.lint.rules import rule_by_code
+
+    found = rule_by_code(code)
+    if found is None:
+        click.echo(f"error: no rule {code!r} (see `osqsdk rules`)", err=True)
+        return 2
+    click.echo(f"# {found.name} ({found.code})\n")
+    click.echo(f"Severity: {found.severity}\n")
+    click.echo(found.doc())
+    return 0
+
+
+@click.command("rules", context_settings=_CTX)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def rules(fmt: str) -> int:
+    """List every rule: code, name, severity and summary."""
+    import json
+
+    from osqsdk.lint.rules import ALL_RULES
+
+    if fmt == "json":
+        click.echo(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity,
+                                "summary": r.summary()} for r in ALL_RULES], indent=2))
+        return 0
+    for r in ALL_RULES:
+        click.echo(f"{r.code}  {r.name:<32} {r.severity:<8} {r.summary()}")
+    return 0

@@ -1,0 +1,143 @@
+"""A static, explainable cost model for osquery queries.
+
+Each table has a cost class (``schema/cost.json``): milliseconds per execution, typical row
+count, and for tables that do work per constraint value (a pid, a path, a URL, a registry
+key) the unit of that work. A query's cost is the sum over its tables; a per-value table is
+multiplied by the number of values it will see: literals in ``=``/``IN``, paths a ``LIKE``
+pattern expands to, or the rows of the table that drives it through a join. Daily cost is
+that times ``86400 / interval``. Every term keeps a sentence saying where it came from.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlglot import exp
+
+from osqsdk.lint._sql import Analysis, Source
+
+__all__ = ["QueryCost", "Term", "cost_facts", "estimate"]
+
+
+@functools.lru_cache(maxsize=1)
+def cost_facts() -> dict[str, Any]:
+    from osqsdk.schema import read_data
+
+    return read_data("cost.json")
+
+
+@dataclass
+class Term:
+    table: str
+    ms: float
+    rows: float
+    why: str
+    cls: str
+
+
+@dataclass
+class QueryCost:
+    """Estimated cost of one execution, its parts, and the estimated rows returned."""
+
+    ms: float = 0.0
+    rows: float = 1.0
+    terms: list[Term] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        if self.ms < 10:
+            return "low"
+        if self.ms < 100:
+            return "moderate"
+        if self.ms < 1000:
+            return "high"
+        return "very high"
+
+    def explain(self) -> str:
+        return "; ".join(f"{t.table}: {t.why}" for t in self.terms) or "no tables"
+
+
+def table_class(name: str, evented: bool = False) -> tuple[str, dict[str, Any]]:
+    facts = cost_facts()
+    cls = facts["tables"].get(name)
+    if cls is None:
+        cls = "events" if evented else "unclassified"
+    return cls, facts["classes"][cls]
+
+
+def _values(constraints: list[Any], source: Source, analysis: Analysis,
+            driver_rows: float) -> tuple[float, str] | None:
+    """How many values a per-value table receives, from its constraints; None: none."""
+    facts = cost_facts()["patterns"]
+    best: tuple[float, str] | None = None
+    for c in constraints:
+        count: float
+        why: str
+        if c.op in ("in",) and isinstance(c.node, exp.In):
+            items = c.node.expressions
+            if c.node.args.get("query") is not None:
+                count, why = driver_rows, "values from a subquery"
+            else:
+                count, why = max(1, len(items)), f"{max(1, len(items))} listed values"
+        elif c.op in ("like", "glob") and isinstance(c.value, exp.Literal):
+            pattern = str(c.value.this)
+            if pattern.rstrip().endswith("%%") or "**" in pattern:
+                count, why = facts["recursive"]["paths"], "a recursive %% pattern"
+            elif "%" in pattern or "*" in pattern or "_" in pattern:
+                levels = pattern.count("%") + pattern.count("*")
+                count = float(facts["one-level"]["paths"]) * float(
+                    facts["deeper-level"]["factor"]) ** max(0, min(levels, 4) - 1)
+                why = f"a pattern with {levels} wildcard level(s)"
+            else:
+                count, why = 1, "one pattern without wildcards"
+        elif c.value is not None and isinstance(c.value, exp.Column):
+            count, why = driver_rows, "one value per row of the joined table"
+        elif c.column == "directory":
+            count, why = facts["directory"]["paths"], "every entry of a directory"
+        elif c.op == "=" and c.value is None:  # USING join
+            count, why = driver_rows, "one value per row of the joined table"
+        else:
+            count, why = 1, "one value"
+        if best is None or count < best[0]:
+            best = (count, why)
+    return best
+
+
+def estimate(analysis: Analysis) -> QueryCost:
+    """Cost of one execution of the statement ``analysis`` describes."""
+    cost = QueryCost()
+    tables = [s for s in analysis.sources if s.table is not None and s.kind == "table"]
+    flat_rows = 1.0
+    for src in tables:
+        cls, facts = table_class(src.table.name, src.table.evented)
+        if "per" not in facts:
+            flat_rows = max(flat_rows, float(facts["rows"]))
+    for src in tables:
+        assert src.table is not None
+        cls, facts = table_class(src.table.name, src.table.evented)
+        ms, rows = float(facts["ms"]), float(facts["rows"])
+        if "per" in facts:
+            constrained = analysis.constrained(src)
+            keyed = [c for name, cs in constrained.items()
+                     for c in cs if _is_key(src, name)]
+            values = _values(keyed, src, analysis, flat_rows) if keyed else None
+            if values is None:
+                count = float(facts.get("unconstrained", 1))
+                why = (f"{facts['ms']} ms per {facts['per']} x {count:g} "
+                       f"({'every ' + facts['per'] if count > 1 else 'no constraint'})")
+            else:
+                count, how = values
+                why = f"{facts['ms']} ms per {facts['per']} x {count:g} ({how})"
+            cost.terms.append(Term(src.table.name, ms * count, rows * count, why, cls))
+        else:
+            cost.terms.append(Term(src.table.name, ms, rows, f"{cls} ({facts['ms']} ms)", cls))
+    cost.ms = sum(t.ms for t in cost.terms)
+    cost.rows = max([t.rows for t in cost.terms] or [1.0])
+    return cost
+
+
+def _is_key(src: Source, column: str) -> bool:
+    col = src.table.column(column) if src.table is not None else None
+    return col is not None and (col.index or col.required or col.additional)

@@ -1,0 +1,605 @@
+"""Find input files, read them safely, and turn them into documents with queries.
+
+Security rules, enforced here: files are read only if they are linting inputs or sit inside
+an input directory (after resolving symlinks); a pack path or glob in a config that points
+elsewhere is reported, never opened or listed; sizes are capped before reading; YAML goes
+through the safe loader; nothing is executed.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from osqsdk.lint._model import DEFAULT_INTERVAL, Document, QueryRecord
+from osqsdk.lint._rule import DocAnchor, FileAnchor, Report
+from osqsdk.lint._text import (JsonError, Positions, SourceText, align, json_string_offsets,
+                               parse_json, parse_yaml, read_source, strip_config)
+from osqsdk.lint.rules import inputs as R
+
+__all__ = ["HARD_SIZE_LIMIT", "Loader", "LintInputError", "parse_interval"]
+
+#: Files larger than this are not read at all (osquery's own limit is 1-4 MiB).
+HARD_SIZE_LIMIT = 8 * 1024 * 1024
+SUFFIXES = {".conf": "json", ".json": "json", ".yml": "yaml", ".yaml": "yaml", ".sql": "sql"}
+_SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox",
+              ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+CONFIG_KEYS = {"options", "schedule", "packs", "decorators", "file_paths", "file_paths_query",
+               "file_accesses", "exclude_paths", "yara", "prometheus_targets", "views",
+               "events", "auto_table_construction", "feature_vectors", "logger",
+               "kafka_topics"}
+PACK_KEYS = {"queries", "discovery", "platform", "version", "shard", "oncall"}
+FLEET_LIST_KEYS = ("queries", "reports", "policies", "labels")
+_HEADER = re.compile(r"^\s*--\s*([a-z_-]+)\s*:\s*(.*?)\s*$", re.IGNORECASE)
+
+
+class LintInputError(Exception):
+    """A path given on the command line cannot be linted (exit code 2)."""
+
+
+def parse_interval(value: Any) -> int | None:
+    """osquery's reading of an interval: an integer or a string of digits; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    return None
+
+
+def _bool(value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value != 0
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "t", "1", "yes")
+    return default
+
+
+def _within(path: str, roots: list[str]) -> bool:
+    for root in roots:
+        if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+class Loader:
+    """Reads inputs into documents; problems become reports in ``self.reports``."""
+
+    def __init__(self, paths: list[str], *, excluded: Callable[[str], bool] = lambda p: False
+                 ) -> None:
+        self.paths = paths
+        self.excluded = excluded
+        self.reports: list[Report] = []
+        self.documents: list[Document] = []
+        self.roots: list[str] = []
+        self._loaded: dict[str, Document] = {}
+
+    # Discovery -----------------------------------------------------------------------
+    def discover(self) -> list[tuple[str, str, bool]]:
+        """(display path, real path, explicit) for every file to lint."""
+        files: list[tuple[str, str, bool]] = []
+        for raw in self.paths:
+            if not os.path.lexists(raw):
+                raise LintInputError(f"{raw}: no such file or directory")
+            try:
+                real = os.path.realpath(raw, strict=True) if hasattr(os.path, "realpath") else raw
+            except (OSError, RuntimeError) as exc:
+                self._unreadable(raw, _os_cause(exc))
+                continue
+            if os.path.isdir(real):
+                self.roots.append(real)
+                files.extend(self._walk(raw, real))
+            else:
+                self.roots.append(os.path.dirname(real))
+                files.append((raw, real, True))
+        return files
+
+    def _walk(self, display_root: str, real_root: str) -> Iterator[tuple[str, str, bool]]:
+        for dirpath, dirnames, filenames in os.walk(real_root, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS
+                                 and not d.startswith("."))
+            rel_dir = os.path.relpath(dirpath, real_root)
+            for name in sorted(filenames):
+                if Path(name).suffix.lower() not in SUFFIXES:
+                    continue
+                display = os.path.normpath(os.path.join(display_root, rel_dir, name))
+                full = os.path.join(dirpath, name)
+                if self.excluded(display):
+                    continue
+                if os.path.islink(full):
+                    try:
+                        target = os.path.realpath(full, strict=True)
+                    except (OSError, RuntimeError) as exc:
+                        self._unreadable(display, _os_cause(exc))
+                        continue
+                    if not _within(target, [real_root]):
+                        self._unreadable(display, "symlink to a file outside the linted tree "
+                                                  "(not read)")
+                        continue
+                    full = target
+                yield display, full, False
+
+    def _unreadable(self, display: str, cause: str, line: int = 1, col: int = 1) -> None:
+        self.reports.append(R.UnreadableFile.report(FileAnchor(line, col, path=display),
+                                                    cause=cause))
+
+    # Loading -------------------------------------------------------------------------
+    def load_all(self) -> list[Document]:
+        for display, real, explicit in self.discover():
+            self.load(display, real, explicit)
+        self._resolve_pack_refs()
+        return self.documents
+
+    def _read(self, display: str, real: str) -> SourceText | None:
+        try:
+            size = os.stat(real).st_size
+        except (OSError, RuntimeError) as exc:
+            self._unreadable(display, _os_cause(exc))
+            return None
+        if size > HARD_SIZE_LIMIT:
+            self._unreadable(display, f"{size} bytes is more than the {HARD_SIZE_LIMIT} bytes "
+                                      "the linter reads")
+            return None
+        try:
+            with open(real, "rb") as fh:
+                data = fh.read(HARD_SIZE_LIMIT + 1)
+        except (OSError, RuntimeError) as exc:
+            self._unreadable(display, _os_cause(exc))
+            return None
+        text, cause, (line, col) = read_source(data)
+        if text is None:
+            self._unreadable(display, cause or "unreadable", line, col)
+            return None
+        return SourceText(text)
+
+    def load_text(self, display: str, text: str, kind: str | None = None) -> Document | None:
+        """Load a document given as text (for :func:`osqsdk.lint.lint_text`)."""
+        source = SourceText(text)
+        kind = kind or SUFFIXES.get(Path(display).suffix.lower()) or _sniff(text)
+        if kind == "json":
+            doc = self._load_json(display, source, True, None, None)
+        elif kind == "yaml":
+            doc = self._load_yaml(display, source, True, display)
+        else:
+            doc = self._load_sql(display, source, display)
+        if doc is not None:
+            self.documents.append(doc)
+        return doc
+
+    def load(self, display: str, real: str, explicit: bool, *, pack_name: str | None = None,
+             parent: Document | None = None) -> Document | None:
+        key = real
+        if key in self._loaded and pack_name is None:
+            return self._loaded[key]
+        source = self._read(display, real)
+        if source is None:
+            return None
+        kind = SUFFIXES.get(Path(real).suffix.lower())
+        if kind is None:
+            kind = _sniff(source.text)
+        if kind == "json":
+            doc = self._load_json(display, source, explicit, pack_name, parent)
+        elif kind == "yaml":
+            doc = self._load_yaml(display, source, explicit, real)
+        else:
+            doc = self._load_sql(display, source, real)
+        if doc is not None:
+            if pack_name is None:
+                self._loaded[key] = doc
+            self.documents.append(doc)
+        return doc
+
+    def _load_json(self, display: str, source: SourceText, explicit: bool,
+                   pack_name: str | None, parent: Document | None) -> Document | None:
+        if not source.text.strip():
+            self.reports.append(R.InvalidJson.report(FileAnchor(1, 1, path=display),
+                                                     detail="the file is empty"))
+            return None
+        stripped = strip_config(source.text)
+        doc = Document(display, "config", source, stripped=stripped, size=len(stripped.text))
+        try:
+            value, positions = parse_json(stripped.text)
+        except JsonError as exc:
+            line, col = source.position(stripped.original(exc.offset))
+            if exc.kind == "depth":
+                self.reports.append(R.TooDeeplyNested.report(
+                    FileAnchor(line, col, path=display), what="JSON", limit=32))
+            else:
+                self.reports.append(R.InvalidJson.report(FileAnchor(line, col, path=display),
+                                                         detail=exc.message))
+            return None
+        doc.value, doc.positions = value, positions
+        for obj_path, key, offset in positions.duplicates:
+            line, col = source.position(stripped.original(offset))
+            self.reports.append(R.DuplicateKey.report(
+                FileAnchor(line, col, line, col + len(key) + 2, path=display), key=key))
+        if not isinstance(value, dict):
+            self.reports.append(R.InvalidStructure.report(
+                FileAnchor(1, 1, path=display),
+                detail="the top level must be a JSON object"))
+            return None
+        keys = set(value)
+        is_pack = pack_name is not None or (bool(keys & {"queries", "discovery"})
+                                            and not keys & (CONFIG_KEYS - {"platform"}))
+        if not is_pack and not keys & CONFIG_KEYS and not explicit and not display.endswith(
+                ".conf"):
+            return None  # some other JSON file in the tree
+        doc.kind = "pack" if is_pack else "config"
+        doc.pack_name = pack_name
+        doc.parent = parent
+        if is_pack:
+            name = pack_name or Path(display).stem
+            self._pack(doc, value, (), name, from_config=pack_name is not None)
+        else:
+            self._config(doc, value, ())
+        return doc
+
+    def _config(self, doc: Document, value: dict[str, Any], base: tuple[Any, ...]) -> None:
+        options = value.get("options")
+        if isinstance(options, dict):
+            doc.options.update(options)
+        schedule = value.get("schedule")
+        if isinstance(schedule, dict):
+            for name, q in schedule.items():
+                self._query(doc, q, base + ("schedule", name), name, "schedule", None, None)
+        packs = value.get("packs")
+        if isinstance(packs, dict):
+            for name, pack in packs.items():
+                if isinstance(pack, dict):
+                    self._pack(doc, pack, base + ("packs", name), name, from_config=True)
+                elif isinstance(pack, str):
+                    doc.pack_refs.append((name, pack, base + ("packs", name)))
+        decorators = value.get("decorators")
+        if isinstance(decorators, dict):
+            for kind in ("load", "always"):
+                items = decorators.get(kind)
+                if isinstance(items, list):
+                    for i, sql in enumerate(items):
+                        if isinstance(sql, str):
+                            self._add(doc, QueryRecord(
+                                f"decorators.{kind}[{i}]", "decorator", sql,
+                                base + ("decorators", kind, i), decorator=kind,
+                                interval=None if kind == "load" else 0))
+            intervals = decorators.get("interval")
+            if isinstance(intervals, dict):
+                for key, items in intervals.items():
+                    if not isinstance(items, list):
+                        continue
+                    for i, sql in enumerate(items):
+                        if isinstance(sql, str):
+                            self._add(doc, QueryRecord(
+                                f"decorators.interval.{key}[{i}]", "decorator", sql,
+                                base + ("decorators", "interval", key, i),
+                                decorator="interval", interval=parse_interval(key)))
+        views = value.get("views")
+        if isinstance(views, dict):
+            for name, sql in views.items():
+                if isinstance(sql, str):
+                    rec = QueryRecord(str(name), "view", sql, base + ("views", name))
+                    self._add(doc, rec)
+                    doc.views[str(name)] = rec
+        fpq = value.get("file_paths_query")
+        if isinstance(fpq, dict):
+            for cat, items in fpq.items():
+                if isinstance(items, list):
+                    for i, sql in enumerate(items):
+                        if isinstance(sql, str):
+                            self._add(doc, QueryRecord(f"file_paths_query.{cat}[{i}]",
+                                                       "file_paths_query", sql,
+                                                       base + ("file_paths_query", cat, i)))
+
+    def _pack(self, doc: Document, pack: dict[str, Any], base: tuple[Any, ...], name: str,
+              *, from_config: bool) -> None:
+        platform = pack.get("platform") if isinstance(pack.get("platform"), str) else None
+        doc.packs[name] = {"path": base, "platform": platform, "value": pack,
+                           "from_config": from_config}
+        queries = pack.get("queries")
+        if isinstance(queries, dict):
+            for qname, q in queries.items():
+                self._query(doc, q, base + ("queries", qname), qname, "pack", name, platform)
+        discovery = pack.get("discovery")
+        if isinstance(discovery, list):
+            for i, sql in enumerate(discovery):
+                if isinstance(sql, str):
+                    self._add(doc, QueryRecord(f"discovery[{i}]", "discovery", sql,
+                                               base + ("discovery", i), pack=name,
+                                               interval=DEFAULT_INTERVAL,
+                                               pack_platform=platform))
+
+    def _query(self, doc: Document, q: Any, path: tuple[Any, ...], name: str, kind: str,
+               pack: str | None, pack_platform: str | None) -> None:
+        if not isinstance(q, dict) or not isinstance(q.get("query"), str):
+            return  # the structure rule reports it
+        interval = parse_interval(q.get("interval")) if "interval" in q else DEFAULT_INTERVAL
+        self._add(doc, QueryRecord(
+            str(name), kind, q["query"], path + ("query",), pack=pack, interval=interval,
+            platform=q.get("platform") if isinstance(q.get("platform"), str) else None,
+            pack_platform=pack_platform, snapshot=_bool(q.get("snapshot"), False),
+            removed=_bool(q.get("removed"), True) if "removed" in q else None,
+            version=q.get("version") if isinstance(q.get("version"), str) else None,
+            fields=q, object_path=path))
+
+    def _add(self, doc: Document, rec: QueryRecord) -> None:
+        doc.queries.append(rec)
+
+    # YAML ----------------------------------------------------------------------------
+    def _load_yaml(self, display: str, source: SourceText, explicit: bool, real: str
+                   ) -> Document | None:
+        doc = Document(display, "fleet", source, fleet=True, size=len(source.text))
+        values: list[Any] = []
+        for start, chunk in _yaml_chunks(source.text):
+            if not chunk.strip() or not _has_content(chunk):
+                continue
+            try:
+                parsed = parse_yaml(chunk)
+            except JsonError as exc:
+                line, col = source.position(start + exc.offset)
+                if exc.kind == "depth":
+                    self.reports.append(R.TooDeeplyNested.report(
+                        FileAnchor(line, col, path=display), what="YAML", limit=64))
+                else:
+                    self.reports.append(R.InvalidYaml.report(
+                        FileAnchor(line, col, path=display), detail=exc.message))
+                continue
+            for ydoc in parsed:
+                _shift(ydoc.positions, start)
+                values.append(ydoc.value)
+                doc.yaml_positions.append(ydoc.positions)
+        doc.value = values
+        recognised = False
+        for i, value in enumerate(values):
+            recognised |= self._fleet(doc, value, (i,), real)
+        if not recognised and not explicit:
+            return None
+        return doc
+
+    def _fleet(self, doc: Document, value: Any, base: tuple[Any, ...], real: str) -> bool:
+        if isinstance(value, list):
+            found = False
+            for i, item in enumerate(value):
+                if isinstance(item, dict) and isinstance(item.get("query"), str):
+                    self._fleet_item(doc, item, base + (i,), "fleet_query")
+                    found = True
+            return found
+        if not isinstance(value, dict):
+            return False
+        kind = value.get("kind")
+        spec = value.get("spec")
+        if isinstance(kind, str) and isinstance(spec, dict):
+            kind = kind.lower()
+            sbase = base + ("spec",)
+            if kind in ("query", "report", "built-in", "builtin"):
+                self._fleet_item(doc, spec, sbase, "fleet_query")
+            elif kind == "policy":
+                self._fleet_item(doc, spec, sbase, "fleet_policy", DEFAULT_INTERVAL)
+            elif kind == "label":
+                self._fleet_item(doc, spec, sbase, "fleet_label", DEFAULT_INTERVAL)
+            elif kind == "pack":
+                doc.packs[str(spec.get("name") or "")] = {"path": sbase, "fleet": True,
+                                                          "value": spec, "platform": None}
+            elif kind == "options":
+                config = spec.get("config")
+                if isinstance(config, dict):
+                    self._config(doc, config, sbase + ("config",))
+            return True
+        found = False
+        for key in FLEET_LIST_KEYS:
+            items = value.get(key)
+            if isinstance(items, list):
+                found = True
+                for i, item in enumerate(items):
+                    if not isinstance(item, dict):
+                        continue
+                    if isinstance(item.get("path"), str) and "query" not in item:
+                        self._fleet_path(doc, item["path"], base + (key, i, "path"), real)
+                        continue
+                    kind = {"policies": "fleet_policy", "labels": "fleet_label"}.get(
+                        key, "fleet_query")
+                    self._fleet_item(doc, item, base + (key, i), kind,
+                                     DEFAULT_INTERVAL if kind != "fleet_query" else None)
+        return found
+
+    def _fleet_path(self, doc: Document, ref: str, path: tuple[Any, ...], real: str) -> None:
+        target = os.path.realpath(os.path.join(os.path.dirname(real), ref))
+        if not _within(target, self.roots):
+            from osqsdk.lint.rules.pack import PackPathOutsideInputs
+            self.reports.append(PackPathOutsideInputs.report(DocAnchor(path), document=doc,
+                                                             target=ref))
+            return
+        if not os.path.isfile(target):
+            from osqsdk.lint.rules.pack import MissingPackFile
+            self.reports.append(MissingPackFile.report(DocAnchor(path), document=doc,
+                                                       target=ref))
+            return
+        display = os.path.normpath(os.path.join(os.path.dirname(doc.path), ref))
+        if target not in self._loaded:
+            self.load(display, target, True)
+
+    def _fleet_item(self, doc: Document, spec: dict[str, Any], path: tuple[Any, ...],
+                    kind: str, default_interval: int | None = None) -> None:
+        sql = spec.get("query")
+        if not isinstance(sql, str):
+            return
+        interval = parse_interval(spec.get("interval")) if "interval" in spec else \
+            default_interval
+        if kind == "fleet_query" and interval == 0:
+            interval = None  # Fleet: 0 means "not scheduled"
+        platform = spec.get("platform")
+        logging = spec.get("logging")
+        self._add(doc, QueryRecord(
+            str(spec.get("name") or ""), kind, sql, path + ("query",), interval=interval,
+            platform=platform if isinstance(platform, str) else None,
+            snapshot=logging == "snapshot", removed=False if logging ==
+            "differential_ignore_removals" else None, fields=spec, object_path=path))
+
+    # SQL files -----------------------------------------------------------------------
+    def _load_sql(self, display: str, source: SourceText, real: str) -> Document | None:
+        doc = Document(display, "sql", source, size=len(source.text))
+        headers: dict[str, str] = {}
+        for line in source.text.splitlines():
+            if not line.strip():
+                continue
+            m = _HEADER.match(line)
+            if not m:
+                if not line.lstrip().startswith("--"):
+                    break
+                continue
+            headers[m.group(1).lower()] = m.group(2)
+        interval = parse_interval(headers["interval"]) if "interval" in headers else None
+        rec = QueryRecord(headers.get("name") or Path(display).stem, "sql", source.text, (),
+                          interval=interval, platform=headers.get("platform"),
+                          version=headers.get("version"), fields=headers)
+        doc.value = headers
+        self._add(doc, rec)
+        return doc
+
+    # Pack references -----------------------------------------------------------------
+    def _resolve_pack_refs(self) -> None:
+        from osqsdk.lint.rules.pack import MissingPackFile, PackPathOutsideInputs
+
+        for doc in list(self.documents):
+            if not doc.pack_refs:
+                continue
+            base_dir = os.path.dirname(os.path.realpath(
+                _real_of(doc, self._loaded) or doc.path))
+            for name, ref, path in doc.pack_refs:
+                pattern = ref.replace("%%", "**").replace("%", "*")
+                is_glob = name == "*" or any(ch in pattern for ch in "*?[")
+                full = pattern if os.path.isabs(pattern) else os.path.join(base_dir, pattern)
+                fixed = full
+                if is_glob:
+                    fixed = full.split("*")[0].split("?")[0].split("[")[0]
+                    fixed = os.path.dirname(fixed) if not fixed.endswith(os.sep) else fixed
+                real_fixed = os.path.realpath(fixed)
+                if not _within(real_fixed, self.roots):
+                    self.reports.append(PackPathOutsideInputs.report(
+                        DocAnchor(path), document=doc, target=ref))
+                    continue
+                if is_glob:
+                    matches = sorted(globlib.glob(full, recursive=True))[:1000]
+                    targets = [(Path(m).stem if name == "*" else name, m) for m in matches
+                               if os.path.isfile(m)]
+                else:
+                    targets = [(name, t) for t in _search_up(pattern, base_dir, self.roots)]
+                if not targets:
+                    self.reports.append(MissingPackFile.report(DocAnchor(path), document=doc,
+                                                               target=ref))
+                    continue
+                for pack_name, target in targets:
+                    real = os.path.realpath(target)
+                    if not _within(real, self.roots):
+                        self.reports.append(PackPathOutsideInputs.report(
+                            DocAnchor(path), document=doc, target=target))
+                        continue
+                    display = os.path.normpath(os.path.join(
+                        os.path.dirname(doc.path), os.path.relpath(target, base_dir)))
+                    standalone = self._loaded.pop(real, None)
+                    if standalone is not None and standalone in self.documents:
+                        self.documents.remove(standalone)
+                    self.load(display, real, True, pack_name=pack_name, parent=doc)
+
+
+def _search_up(ref: str, start: str, roots: list[str]) -> list[str]:
+    """A relative pack path, tried from the config's directory and then each parent inside
+    the linted tree (osquery resolves it from its working directory, which a checkout does
+    not record); an absolute one as it is."""
+    if os.path.isabs(ref):
+        return [ref] if os.path.isfile(ref) else []
+    here = start
+    while True:
+        candidate = os.path.join(here, ref)
+        if os.path.isfile(candidate) and _within(os.path.realpath(candidate), roots):
+            return [candidate]
+        parent = os.path.dirname(here)
+        if parent == here or not _within(parent, roots):
+            return []
+        here = parent
+
+
+def _real_of(doc: Document, loaded: dict[str, Document]) -> str | None:
+    for real, d in loaded.items():
+        if d is doc:
+            return real
+    return None
+
+
+def _os_cause(exc: BaseException) -> str:
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if isinstance(exc, RuntimeError):
+        return "symlink loop"
+    if isinstance(exc, OSError):
+        if exc.errno == errno.ENOENT:
+            return "dangling symlink or missing file"
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+def _sniff(text: str) -> str:
+    stripped = text.lstrip()
+    if stripped.startswith(("{", "[", "#", "//")):
+        return "json"
+    if re.search(r"^\s*(apiVersion|kind|spec|queries|policies)\s*:", text, re.MULTILINE):
+        return "yaml"
+    return "sql"
+
+
+def _yaml_chunks(text: str) -> Iterator[tuple[int, str]]:
+    """Split a YAML stream at ``---`` lines so one broken document spares the others."""
+    start = 0
+    for m in re.finditer(r"^---[ \t]*(?:#.*)?$", text, re.MULTILINE):
+        yield start, text[start:m.start()]
+        start = m.end()
+    yield start, text[start:]
+
+
+def _has_content(chunk: str) -> bool:
+    for line in chunk.splitlines():
+        s = line.strip()
+        if s and not s.startswith("#") and s != "...":
+            return True
+    return False
+
+
+def _shift(pos: Positions, offset: int) -> None:
+    if not offset:
+        return
+    pos.values = {k: (a + offset, b + offset) for k, (a, b) in pos.values.items()}
+    pos.keys = {k: (a + offset, b + offset) for k, (a, b) in pos.keys.items()}
+    pos.duplicates = [(p, k, o + offset) for p, k, o in pos.duplicates]
+
+
+def sql_offset_map(doc: Document, rec: QueryRecord) -> Callable[[int], int]:
+    """A function from an offset in ``rec.sql`` to an offset in the document's file."""
+    if doc.kind == "sql":
+        return lambda i: max(0, min(i, len(doc.source.text)))
+    positions = doc.positions_for(rec.path)
+    inner = rec.path[1:] if doc.kind == "fleet" else rec.path
+    if positions is None or inner not in positions.values:
+        span = doc.span(rec.path)
+        base = span[0] if span else 0
+        return lambda i: base
+    start, end = positions.values[inner]
+    if doc.kind == "fleet":
+        table = align(rec.sql, doc.source.text[start:end], start)
+    else:
+        raw = positions.raw_strings.get(inner)
+        table = json_string_offsets(raw, start) if raw else [start]
+
+    def lookup(i: int) -> int:
+        if not table:
+            return 0
+        return doc.file_offset(table[max(0, min(i, len(table) - 1))])
+    return lookup

@@ -1,0 +1,493 @@
+"""Reading input files the way osqueryd and Fleet do, keeping every position.
+
+* :func:`read_source` reads bytes within a size cap and decodes UTF-8, naming the first bad
+  byte's line and column when it cannot.
+* :func:`strip_config` applies osquery's config pre-processing (drop backslash-newline,
+  drop whole-line ``#`` and ``//`` comments, trim lines) and keeps a map back to the file.
+* :func:`parse_json` checks nesting depth (osquery allows 32 levels) and duplicate keys with a
+  small tokenizer, then decodes with :mod:`json`, recording where every value sits.
+* :func:`parse_yaml` composes YAML with the safe loader (no tags that build objects, aliases
+  never expanded twice) and records positions the same way.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+__all__ = ["JsonError", "Positions", "SourceText", "align", "parse_json", "parse_yaml",
+           "read_source", "strip_config"]
+
+#: osquery's kMaxConfigDepth.
+MAX_JSON_DEPTH = 32
+#: Nesting beyond which YAML is not handed to the parser at all.
+MAX_YAML_DEPTH = 64
+
+
+class JsonError(ValueError):
+    """Text that is not a document: ``offset`` is where (in the parsed text), ``kind`` why."""
+
+    def __init__(self, message: str, offset: int, kind: str = "syntax") -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+        self.kind = kind
+
+
+@dataclass
+class SourceText:
+    """A file's text plus line starts, to turn character offsets into lines and columns."""
+
+    text: str
+    _starts: list[int] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        starts = [0]
+        find = self.text.find
+        i = find("\n")
+        while i != -1:
+            starts.append(i + 1)
+            i = find("\n", i + 1)
+        self._starts = starts
+
+    @property
+    def line_count(self) -> int:
+        return len(self._starts)
+
+    def position(self, offset: int) -> tuple[int, int]:
+        """1-based (line, column) of character ``offset``."""
+        offset = max(0, min(offset, len(self.text)))
+        line = bisect.bisect_right(self._starts, offset) - 1
+        return line + 1, offset - self._starts[line] + 1
+
+    def line_text(self, line: int) -> str:
+        """The text of 1-based ``line`` without its newline."""
+        if line < 1 or line > len(self._starts):
+            return ""
+        start = self._starts[line - 1]
+        end = self._starts[line] - 1 if line < len(self._starts) else len(self.text)
+        return self.text[start:end]
+
+    def offset(self, line: int, column: int) -> int:
+        """Character offset of 1-based ``line``/``column``."""
+        line = max(1, min(line, len(self._starts)))
+        return self._starts[line - 1] + column - 1
+
+
+def read_source(data: bytes) -> tuple[str | None, str | None, tuple[int, int]]:
+    """Decode file bytes: (text, None, _) or (None, cause, (line, column)) when unusable."""
+    if b"\x00" in data[:8192]:
+        pos = data.index(b"\x00")
+        return None, "binary file (NUL byte)", _byte_position(data, pos)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 (byte 0x{data[exc.start]:02x})", _byte_position(data, exc.start)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text, None, (1, 1)
+
+
+def _byte_position(data: bytes, pos: int) -> tuple[int, int]:
+    line = data.count(b"\n", 0, pos) + 1
+    last = data.rfind(b"\n", 0, pos)
+    prefix = data[last + 1:pos]
+    return line, len(prefix.decode("utf-8", "replace")) + 1
+
+
+# --- osquery's comment stripping ----------------------------------------------------------
+
+_SPACE = " \t\n\r\v\f"
+
+
+@dataclass
+class StrippedText:
+    """Text after osquery's pre-processing, mapping its offsets back to the original file."""
+
+    text: str
+    _starts: list[int]
+    _origins: list[int]
+    _joins: list[int]
+    comment_lines: list[tuple[int, str]]
+
+    def original(self, offset: int) -> int:
+        """Original-file character offset of stripped-text ``offset``."""
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i < 0:
+            return 0
+        within = offset - self._starts[i]
+        pos = self._origins[i] + within
+        # Each removed backslash-newline before ``pos`` shifts it by two characters.
+        shift = 0
+        for j in self._joins:
+            if j <= pos + shift:
+                shift += 2
+            else:
+                break
+        return pos + shift
+
+
+def strip_config(text: str) -> StrippedText:
+    """Apply osquery's ``stripConfigComments`` to ``text`` and keep the way back.
+
+    osquery removes every backslash-newline pair, splits lines, trims each, drops lines whose
+    trimmed text starts with ``#`` or ``//``, and joins the rest with newlines.
+    """
+    joins: list[int] = []
+    if "\\\n" in text:
+        pieces = text.split("\\\n")
+        pos = 0
+        for piece in pieces[:-1]:
+            pos += len(piece)
+            joins.append(pos + 2 * len(joins))
+        joined = "".join(pieces)
+    else:
+        joined = text
+    out: list[str] = []
+    starts: list[int] = []
+    origins: list[int] = []
+    comments: list[tuple[int, str]] = []
+    length = 0
+    a = 0
+    for raw in joined.split("\n"):
+        lead = len(raw) - len(raw.lstrip(_SPACE))
+        line = raw.strip(_SPACE)
+        if line.startswith("#") or line.startswith("//"):
+            comments.append((_orig_offset(a + lead, joins), line))
+        else:
+            starts.append(length)
+            origins.append(a + lead)
+            out.append(line)
+            length += len(line) + 1
+        a += len(raw) + 1
+    return StrippedText("\n".join(out), starts, origins, joins, comments)
+
+
+def _orig_offset(pos: int, joins: list[int]) -> int:
+    shift = 0
+    for j in joins:
+        if j <= pos + shift:
+            shift += 2
+        else:
+            break
+    return pos + shift
+
+
+# --- JSON with positions ------------------------------------------------------------------
+
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|[{}\[\]:,]|[^\s{}\[\]:,"]+|\s+')
+
+
+class Positions:
+    """Where each value of a parsed document sits: path tuple -> (start, end) offsets.
+
+    Paths are tuples of object keys and array indexes. ``keys`` holds key offsets,
+    ``duplicates`` every (object path, key, key offset) seen twice.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[Any, ...], tuple[int, int]] = {}
+        self.keys: dict[tuple[Any, ...], tuple[int, int]] = {}
+        self.duplicates: list[tuple[tuple[Any, ...], str, int]] = []
+        self.raw_strings: dict[tuple[Any, ...], str] = {}
+
+    def span(self, path: tuple[Any, ...], key: bool = False) -> tuple[int, int] | None:
+        """Offsets of the value (or key) at ``path``, or of its nearest ancestor."""
+        table = self.keys if key else self.values
+        p = tuple(path)
+        while True:
+            if p in table:
+                return table[p]
+            if key and p in self.values:
+                return self.values[p]
+            if not p:
+                return None
+            p = p[:-1]
+
+
+def _scan_json(text: str) -> Positions:
+    """Tokenize JSON text once: positions, duplicate keys, and the depth limit."""
+    pos = Positions()
+    # Each frame: [kind, path, next key or index, seen keys, expecting_key]
+    stack: list[list[Any]] = []
+    path: tuple[Any, ...] = ()
+    pending_key: str | None = None
+    value_path: tuple[Any, ...] = ()
+    starts: list[int] = []
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        c = tok[0]
+        if c in _SPACE:
+            continue
+        start = m.start()
+        if c in "{[":
+            if stack and stack[-1][0] == "[":
+                value_path = stack[-1][1] + (stack[-1][2],)
+            elif stack:
+                value_path = stack[-1][1] + (pending_key,)
+            else:
+                value_path = ()
+            if len(stack) >= MAX_JSON_DEPTH:
+                raise JsonError(f"nesting deeper than {MAX_JSON_DEPTH} levels", start, "depth")
+            stack.append(["{" if c == "{" else "[", value_path, 0, set(), c == "{"])
+            starts.append(start)
+            continue
+        if c in "}]":
+            if not stack:
+                return pos  # json.loads reports the stray bracket
+            frame = stack.pop()
+            pos.values[frame[1]] = (starts.pop(), m.end())
+            if stack and stack[-1][0] == "[":
+                stack[-1][2] += 1
+            continue
+        if c == ",":
+            if stack and stack[-1][0] == "{":
+                stack[-1][4] = True
+            continue
+        if c == ":":
+            continue
+        # A scalar (string, number, literal).
+        if stack and stack[-1][0] == "{" and stack[-1][4]:
+            key = _decode_key(tok)
+            frame = stack[-1]
+            if key in frame[3]:
+                pos.duplicates.append((frame[1], key, start))
+            frame[3].add(key)
+            pending_key = key
+            pos.keys[frame[1] + (key,)] = (start, m.end())
+            frame[4] = False
+            continue
+        if stack and stack[-1][0] == "[":
+            vp = stack[-1][1] + (stack[-1][2],)
+            stack[-1][2] += 1
+        elif stack:
+            vp = stack[-1][1] + (pending_key,)
+        else:
+            vp = ()
+        pos.values[vp] = (start, m.end())
+        if c == '"':
+            pos.raw_strings[vp] = tok
+    del path
+    return pos
+
+
+def _decode_key(tok: str) -> str:
+    try:
+        value = json.loads(tok)
+    except ValueError:
+        return tok.strip('"')
+    return value if isinstance(value, str) else tok
+
+
+def parse_json(text: str) -> tuple[Any, Positions]:
+    """Decode JSON text and locate its values; raise :class:`JsonError` when it is not JSON."""
+    positions = _scan_json(text)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise JsonError(exc.msg, exc.pos) from None
+    except RecursionError:
+        raise JsonError("nesting too deep to read", 0, "depth") from None
+    return value, positions
+
+
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r",
+            "t": "\t"}
+
+
+def json_string_offsets(raw: str, base: int) -> list[int]:
+    """For each character of the decoded JSON string token ``raw`` (starting at ``base``),
+    the offset in the parsed text it came from; one extra entry marks the end."""
+    out: list[int] = []
+    i = 1
+    end = len(raw) - 1 if raw.endswith('"') and len(raw) > 1 else len(raw)
+    while i < end:
+        ch = raw[i]
+        if ch == "\\" and i + 1 < end:
+            nxt = raw[i + 1]
+            if nxt == "u":
+                out.append(base + i)
+                code = raw[i + 2:i + 6]
+                i += 6
+                try:
+                    value = int(code, 16)
+                except ValueError:
+                    continue
+                if 0xD800 <= value < 0xDC00 and raw[i:i + 2] == "\\u":
+                    i += 6  # a surrogate pair decodes to one character
+                continue
+            if nxt in _ESCAPES:
+                out.append(base + i)
+                i += 2
+                continue
+        out.append(base + i)
+        i += 1
+    out.append(base + end)
+    return out
+
+
+def align(value: str, source: str, base: int) -> list[int]:
+    """Map each character of a decoded scalar to an offset in its ``source`` text.
+
+    Used for YAML scalars, whose folding and indentation make exact decoding complex: each
+    line of the value is looked up verbatim in order (the common case, literal blocks and
+    plain scalars); otherwise its non-space characters are matched one by one.
+    """
+    out: list[int] = []
+    j = 0
+    n = len(source)
+    for line in value.split("\n"):
+        k = source.find(line, j) if line else -1
+        if line and k != -1 and (k - j) < 512:
+            out.extend(range(base + k, base + k + len(line)))
+            j = k + len(line)
+        else:
+            for ch in line:
+                if ch.isspace():
+                    out.append(base + min(j, max(n - 1, 0)))
+                    continue
+                k = source.find(ch, j, j + 16)
+                if k == -1:
+                    out.append(base + min(j, max(n - 1, 0)))
+                    continue
+                out.append(base + k)
+                j = k + 1
+        out.append(base + min(j, max(n - 1, 0)))  # the newline
+    out.pop()
+    out.append(base + min(j, n))
+    return out
+
+
+# --- YAML with positions ------------------------------------------------------------------
+
+def yaml_depth_exceeds(text: str, limit: int = MAX_YAML_DEPTH) -> int | None:
+    """Offset where flow or indentation nesting passes ``limit`` (a cheap pre-check that keeps
+    deep input away from the parser's recursion), or None."""
+    depth = 0
+    quote = ""
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = ""
+            elif ch == "\n":
+                quote = ""
+            continue
+        if ch in "\"'" and (i == 0 or text[i - 1] in " \t[{,:\n-"):
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return i
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "#" and (i == 0 or text[i - 1] in " \t\n"):
+            nl = text.find("\n", i)
+            if nl == -1:
+                break
+            # skip the comment; the loop resumes after it
+            quote = "\n"
+    for m in re.finditer(r"^( *)\S", text, re.MULTILINE):
+        if len(m.group(1)) > limit * 4:
+            return m.start()
+    return None
+
+
+@dataclass
+class YamlDoc:
+    """One YAML document: its value and where each value sits."""
+
+    value: Any
+    positions: Positions
+    start: int
+    end: int
+
+
+def parse_yaml(text: str) -> list[YamlDoc]:
+    """Parse every document of a YAML stream with positions; raise :class:`JsonError`.
+
+    Aliases are resolved to the same object (never copied), so alias bombs stay small, and a
+    cap on visited nodes bounds the work.
+    """
+    import yaml
+
+    deep = yaml_depth_exceeds(text)
+    if deep is not None:
+        raise JsonError(f"nesting deeper than {MAX_YAML_DEPTH} levels", deep, "depth")
+    loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = loader_cls(text)
+    docs: list[YamlDoc] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                break
+            pos = Positions()
+            budget = [200_000]
+            value = _build(loader, node, (), pos, {}, budget)
+            docs.append(YamlDoc(value, pos, node.start_mark.index, node.end_mark.index))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        offset = mark.index if mark is not None else 0
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise JsonError(problem, offset) from None
+    except yaml.YAMLError as exc:
+        raise JsonError(str(exc).splitlines()[0] if str(exc) else "invalid YAML", 0) from None
+    except RecursionError:
+        raise JsonError("nesting too deep to read", 0, "depth") from None
+    finally:
+        loader.dispose()
+    return docs
+
+
+def _build(loader: Any, node: Any, path: tuple[Any, ...], pos: Positions,
+           seen: dict[int, Any], budget: list[int]) -> Any:
+    import yaml
+
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise JsonError("too many YAML nodes", node.start_mark.index, "size")
+    pos.values[path] = (node.start_mark.index, node.end_mark.index)
+    key = id(node)
+    if key in seen:
+        return seen[key]
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        seen[key] = out
+        loader.flatten_mapping(node)
+        for knode, vnode in node.value:
+            if isinstance(knode, yaml.ScalarNode):
+                k = knode.value if knode.tag == _STR_TAG else loader.construct_object(
+                    knode, deep=True)
+            else:
+                k = str(knode.start_mark)
+            if not isinstance(k, (str, int, float, bool)) and k is not None:
+                k = str(k)
+            if k in out:
+                pos.duplicates.append((path, str(k), knode.start_mark.index))
+            pos.keys[path + (k,)] = (knode.start_mark.index, knode.end_mark.index)
+            out[k] = _build(loader, vnode, path + (k,), pos, seen, budget)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items: list[Any] = []
+        seen[key] = items
+        for i, child in enumerate(node.value):
+            items.append(_build(loader, child, path + (i,), pos, seen, budget))
+        return items
+    if node.tag == _STR_TAG:
+        value = node.value  # plain strings need no constructor
+    else:
+        value = loader.construct_object(node, deep=True)
+    seen[key] = value
+    return value
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def iter_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) pairs."""
+    for i, line in enumerate(text.split("\n"), 1):
+        yield i, line
