@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import CASES, lint_file, write_schema
+from lint_helpers import CASES, lint_file, write_schema
 
 
 def _cases() -> list[Any]:

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from conftest import CASES
+from lint_helpers import CASES
 from osqsdk.cli import main
 from osqsdk.lint.rules import ALL_RULES, rule_by_code
 
