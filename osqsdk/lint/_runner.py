@@ -413,13 +413,18 @@ def _entry_end(doc: Document, line: int) -> int:
     end = line
     position_sets = doc.yaml_positions if doc.fleet else [doc.positions] if doc.positions else []
     for pos in position_sets:
-        for kpath, (ks, _) in pos.keys.items():
-            if doc.source.position(doc.file_offset(ks))[0] != line:
-                continue
-            value = pos.values.get(kpath)
-            if value is not None:
-                last = doc.source.position(doc.file_offset(max(value[0], value[1] - 1)))[0]
-                end = max(end, last)
+        starts = [(path, ks) for path, (ks, _) in pos.keys.items()]
+        starts += [(path, vs) for path, (vs, _) in pos.values.items() if path]
+        here = [path for path, start in starts
+                if doc.source.position(doc.file_offset(start))[0] == line]
+        if not here:
+            continue
+        # The outermost entry that starts on that line is the one the comment is about.
+        path = min(here, key=len)
+        value = pos.values.get(path)
+        if value is not None:
+            last = doc.source.position(doc.file_offset(max(value[0], value[1] - 1)))[0]
+            end = max(end, last)
     return end
 
 

@@ -453,6 +453,8 @@ def _build(loader: Any, node: Any, path: tuple[Any, ...], pos: Positions,
     key = id(node)
     if key in seen:
         return seen[key]
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _COLLECTION_TAGS:
+        raise JsonError(f"tag {node.tag!r} is not allowed", node.start_mark.index)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         seen[key] = out
@@ -485,6 +487,7 @@ def _build(loader: Any, node: Any, path: tuple[Any, ...], pos: Positions,
 
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
 def iter_lines(text: str) -> Iterator[tuple[int, str]]:

@@ -1,0 +1,188 @@
+"""Bad input gets one finding or error with a location, never a traceback, and the linter
+never reads outside its inputs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from lint_helpers import assert_findings, codes, lint_file
+from osqsdk.cli import main
+from osqsdk.lint import LintInputError, lint_paths
+
+
+def test_invalid_json_points_at_line_and_column(tmp_path: Path) -> None:
+    findings = lint_file(tmp_path, "pack.conf", '{\n  "queries": {\n    "a": 1,\n  }\n}\n')
+    assert_findings(findings, "OSQ002")
+    assert (findings[0].line, findings[0].column) == (4, 3)
+    assert findings[0].path.endswith("pack.conf")
+
+
+def test_invalid_yaml_points_at_line(tmp_path: Path) -> None:
+    findings = lint_file(tmp_path, "q.yml", "kind: query\nspec:\n  name: [a\n  query: x\n")
+    assert codes(findings) == ["OSQ003"]
+    assert findings[0].line >= 3
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    findings = lint_file(tmp_path, "osquery.conf", "")
+    assert_findings(findings, "OSQ002")
+    assert "empty" in findings[0].message
+
+
+def test_binary_file(tmp_path: Path) -> None:
+    findings = lint_file(tmp_path, "pack.conf", b"\x7fELF\x02\x01\x01\x00\x00\x00")
+    assert_findings(findings, "OSQ004")
+    assert "binary" in findings[0].message
+
+
+def test_non_utf8_names_the_byte_and_its_position(tmp_path: Path) -> None:
+    findings = lint_file(tmp_path, "pack.conf", b'{\n "queries": {"a": {"query": "SELECT \xe9"}}}')
+    assert_findings(findings, "OSQ004")
+    f = findings[0]
+    assert "0xe9" in f.message and f.line == 2 and f.column == 37
+
+
+def test_fifty_megabyte_file_is_not_read(tmp_path: Path) -> None:
+    big = tmp_path / "huge.conf"
+    with open(big, "wb") as fh:  # sparse: the test itself stays cheap
+        fh.truncate(50 * 1024 * 1024)
+    findings = lint_paths([str(big)]).findings
+    assert_findings(findings, "OSQ004")
+    assert "52428800 bytes" in findings[0].message
+
+
+def test_json_deeper_than_osquery_allows(tmp_path: Path) -> None:
+    text = '{"a": ' * 100_000 + "1" + "}" * 100_000
+    findings = lint_file(tmp_path, "deep.conf", text)
+    assert_findings(findings, "OSQ005")
+    assert findings[0].arguments["limit"] == 32
+    assert findings[0].column == 1 + 6 * 32  # where level 33 opens
+
+
+def test_deep_yaml(tmp_path: Path) -> None:
+    findings = lint_file(tmp_path, "deep.yml", "a: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    assert_findings(findings, "OSQ005")
+
+
+def test_ten_thousand_nested_parentheses(tmp_path: Path) -> None:
+    sql = "SELECT " + "(" * 10_000 + "1" + ")" * 10_000
+    findings = lint_file(tmp_path, "deep.sql", sql)
+    assert_findings(findings, "OSQ005")
+    assert findings[0].column > 7
+
+
+def test_nesting_the_parser_cannot_follow_is_reported_not_raised(tmp_path: Path) -> None:
+    old = sys.getrecursionlimit()
+    sql = "SELECT " + "(" * 120 + "1" + ")" * 120
+    try:
+        sys.setrecursionlimit(400)
+        findings = lint_file(tmp_path, "mid.sql", sql)
+    finally:
+        sys.setrecursionlimit(old)
+    assert set(codes(findings)) <= {"OSQ005"}
+
+
+def test_missing_path_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                       ) -> None:
+    with pytest.raises(LintInputError):
+        lint_paths([str(tmp_path / "nope")])
+    assert main(["lint", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_symlink_loop(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.conf"
+    os.symlink(loop, loop)
+    findings = lint_paths([str(loop)]).findings
+    assert_findings(findings, "OSQ004")
+    assert "symlink loop" in findings[0].message
+
+
+def test_symlink_loop_inside_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    os.symlink(tmp_path / "a" / "b.conf", tmp_path / "a" / "c.conf")
+    os.symlink(tmp_path / "a" / "c.conf", tmp_path / "a" / "b.conf")
+    os.symlink(tmp_path / "a", tmp_path / "a" / "self")  # a directory loop is not followed
+    findings = lint_paths([str(tmp_path)]).findings
+    assert codes(findings) == ["OSQ004", "OSQ004"]
+
+
+def test_symlink_out_of_the_tree_is_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.conf"
+    secret.write_text('{"queries": {"x": {"query": "SELECT nosuchcol FROM users"}}}')
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    os.symlink(secret, tree / "link.conf")
+    findings = lint_paths([str(tree)]).findings
+    assert_findings(findings, "OSQ004")
+    assert "outside" in findings[0].message
+
+
+def test_pack_paths_outside_the_inputs_are_reported_not_read(tmp_path: Path) -> None:
+    (tmp_path / "cfg").mkdir()
+    secret = tmp_path / "secret.conf"
+    secret.write_text('{"queries": {"x": {"query": "SELECT nosuchcol FROM users"}}}')
+    config = tmp_path / "cfg" / "osquery.conf"
+    config.write_text('{"packs": {"a": "/etc/shadow", "b": "../secret.conf", '
+                      '"c": "../../../../../../../etc/passwd", "*": "/etc/*"}}')
+    findings = lint_paths([str(tmp_path / "cfg")]).findings
+    assert codes(findings) == ["OSQ408"] * 4
+    assert all(f.path.endswith("osquery.conf") and f.line == 1 for f in findings)
+
+
+def test_pack_paths_and_globs_inside_the_tree_are_linted_with_the_config(tmp_path: Path
+                                                                         ) -> None:
+    (tmp_path / "packs").mkdir()
+    (tmp_path / "packs" / "one.conf").write_text(
+        '{"platform": "linux", "queries": {"q": {"query": "SELECT nmae FROM processes"}}}')
+    (tmp_path / "packs" / "two.conf").write_text(
+        '{"queries": {"q": {"query": "SELECT pid FROM processes", "interval": 0}}}')
+    (tmp_path / "osquery.conf").write_text(
+        '{"packs": {"first": "packs/one.conf", "*": "packs/t*.conf"}}')
+    findings = lint_paths([str(tmp_path)]).findings
+    by_code = {f.code: f for f in findings}
+    assert sorted(by_code) == ["OSQ104", "OSQ401"]
+    assert by_code["OSQ104"].pack == "first" and by_code["OSQ104"].path.endswith("one.conf")
+    assert by_code["OSQ401"].pack == "two"
+
+
+def test_yaml_cannot_build_python_objects(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    text = f"""kind: query
+spec:
+  name: !!python/object/apply:os.system ["touch {marker}"]
+  query: SELECT 1
+"""
+    findings = lint_file(tmp_path, "evil.yml", text)
+    assert not marker.exists()
+    assert codes(findings) == ["OSQ003"]
+
+
+def test_yaml_alias_bomb_stays_small(tmp_path: Path) -> None:
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(1, 12):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    lines.append("queries:\n  - name: q\n    query: SELECT 1")
+    findings = lint_file(tmp_path, "bomb.yml", "\n".join(lines) + "\n")
+    assert "OSQ009" not in codes(findings)
+
+
+def test_unrelated_json_and_yaml_in_a_directory_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "package.json").write_text('{"name": "x", "version": "1"}')
+    (tmp_path / ".pre-commit-config.yaml").write_text("repos: []\n")
+    (tmp_path / "ci.yml").write_text("jobs:\n  test:\n    runs-on: x\n")
+    (tmp_path / "README.md").write_text("# hi")
+    assert lint_paths([str(tmp_path)]).findings == []
+
+
+def test_sql_file_headers(tmp_path: Path) -> None:
+    text = "-- interval: 60\n-- platform: windows\nSELECT name FROM apps;\n"
+    findings = lint_file(tmp_path, "apps.sql", text)
+    assert codes(findings) == ["OSQ201"]
+    assert findings[0].query == "apps" and (findings[0].line, findings[0].column) == (3, 18)
