@@ -56,11 +56,14 @@ def _progress_printer(stream):  # type: ignore[no-untyped-def]
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
 @click.option("--quiet", "-q", is_flag=True, help="Text format: no summary line.")
 @click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
+@click.option("--skip-other-files", is_flag=True,
+              help="Skip JSON/YAML files that are not osquery or Fleet documents even when "
+                   "named on the command line (what the pre-commit hook does).")
 def lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
          extend_select: str | None, ignore: str | None, platform: str | None,
          osquery_version: str | None, schema_files: tuple[str, ...], fleetd: bool | None,
          hosts: int | None, fail_on: str | None, config_file: str | None, no_config: bool,
-         exit_zero: bool, quiet: bool, no_progress: bool) -> int:
+         exit_zero: bool, quiet: bool, no_progress: bool, skip_other_files: bool) -> int:
     """Lint osquery configs, packs, Fleet YAML and .sql files (default: the current directory).
 
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage or I/O error.
@@ -101,7 +104,8 @@ def lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
     if not no_progress and sys.stderr.isatty():
         progress = _progress_printer(sys.stderr)
     try:
-        result = lint_paths(targets, settings=settings, progress=progress)
+        result = lint_paths(targets, settings=settings, progress=progress,
+                            skip_other_files=skip_other_files)
     except (LintInputError, SchemaError) as exc:
         click.echo(f"error: {exc}", err=True)
         return 2

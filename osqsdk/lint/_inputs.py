@@ -75,9 +75,10 @@ def _within(path: str, roots: list[str]) -> bool:
 class Loader:
     """Reads inputs into documents; problems become reports in ``self.reports``."""
 
-    def __init__(self, paths: list[str], *, excluded: Callable[[str], bool] = lambda p: False
-                 ) -> None:
+    def __init__(self, paths: list[str], *, excluded: Callable[[str], bool] = lambda p: False,
+                 skip_other_files: bool = False) -> None:
         self.paths = paths
+        self.skip_other_files = skip_other_files
         self.excluded = excluded
         self.reports: list[Report] = []
         self.documents: list[Document] = []
@@ -101,7 +102,7 @@ class Loader:
                 files.extend(self._walk(raw, real))
             else:
                 self.roots.append(os.path.dirname(real))
-                files.append((raw, real, True))
+                files.append((raw, real, not self.skip_other_files))
         return files
 
     def _walk(self, display_root: str, real_root: str) -> Iterator[tuple[str, str, bool]]:

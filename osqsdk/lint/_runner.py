@@ -451,8 +451,12 @@ def _sql_suppressed(sql: str, rule: type[Rule]) -> bool:
 
 def lint_paths(paths: Sequence[str | os.PathLike[str]] = (".",), *,
                settings: Settings | None = None, schema: Any = None,
-               progress: Callable[[int, int], None] | None = None) -> LintResult:
+               progress: Callable[[int, int], None] | None = None,
+               skip_other_files: bool = False) -> LintResult:
     """Lint files and directories (recursively); return a :class:`LintResult`.
+
+    Files named directly are linted even when they do not look like osquery or Fleet
+    documents, unless ``skip_other_files`` (as in directories, where they are skipped).
 
     Raises :class:`osqsdk.lint.LintInputError` for a path that does not exist and
     :class:`osqsdk.errors.SchemaError` for an unusable ``--schema`` file.
@@ -461,7 +465,8 @@ def lint_paths(paths: Sequence[str | os.PathLike[str]] = (".",), *,
 
     settings = settings or Settings()
     engine = _Engine(settings, schema)
-    loader = Loader([os.fspath(p) for p in paths], excluded=settings.excluded)
+    loader = Loader([os.fspath(p) for p in paths], excluded=settings.excluded,
+                    skip_other_files=skip_other_files)
     documents = loader.load_all()
     return run_documents(documents, loader.reports, settings, engine, progress)
 
