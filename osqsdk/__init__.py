@@ -43,6 +43,7 @@ _EXPORTS = {
     "StatusLog": "osqsdk._records",
     "Constraint": "osqsdk._context",
     "ConstraintViolation": "osqsdk.errors",
+    "EventTable": "osqsdk._events",
     "ExitCode": "osqsdk._server",
     "ExtensionClient": "osqsdk._client",
     "ExtensionConnectionError": "osqsdk.errors",
@@ -88,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from osqsdk._client import ExtensionClient
     from osqsdk._columns import Column, ColumnOptions, ColumnType
     from osqsdk._config import ConfigPlugin, ConfigProblem, DirectoryConfig
+    from osqsdk._events import EventTable
     from osqsdk._distributed import (
         DistributedPlugin,
         DistributedQueries,

@@ -102,7 +102,8 @@ class ManagerDouble:
     already has (registering one conflicts); by default the bundled schema's tables.
     ``query(sql) -> (code, message, rows)`` answers query(); ``getQueryColumns`` gets
     ``columns(sql)`` likewise. ``core_call(registry, item, request) -> Response`` answers
-    calls to core plugins.
+    calls to core plugins. ``on_register``/``on_remove`` see every extension that
+    registers or goes away (osqueryd attaches and detaches its tables at those points).
     """
 
     def __init__(
@@ -116,6 +117,8 @@ class ManagerDouble:
         query: Callable[[str], tuple[int, str, list[dict[str, str]]]] | None = None,
         columns: Callable[[str], tuple[int, str, list[dict[str, str]]]] | None = None,
         core_call: Callable[[str, str, Mapping[str, str]], Response] | None = None,
+        on_register: Callable[["RegisteredExtension"], None] | None = None,
+        on_remove: Callable[["RegisteredExtension"], None] | None = None,
         seed: int | None = None,
     ) -> None:
         self._tmpdir: str | None = None
@@ -134,6 +137,8 @@ class ManagerDouble:
         self._query = query
         self._columns = columns
         self._core_call = core_call
+        self._on_register = on_register
+        self._on_remove = on_remove
         self._random = random.Random(seed)
         self.extensions_by_uuid: dict[int, RegisteredExtension] = {}
         self.events: list[tuple[str, Any]] = []
@@ -212,6 +217,8 @@ class ManagerDouble:
             if ext is not None:
                 self.events.append(("removed", ext.name))
                 self._changed.notify_all()
+        if ext is not None and self._on_remove is not None:
+            self._on_remove(ext)
 
     def call_extension(self, name: str, registry: str, item: str,
                        request: Mapping[str, str]) -> Response:
@@ -272,11 +279,17 @@ class ManagerDouble:
                                   "with another item of the same name.")
                 if reg == "table" and any("id" not in route for route in routes):
                     return failed("Failed adding registry: Invalid route info")
-        self.extensions_by_uuid[uuid] = RegisteredExtension(
+        ext = RegisteredExtension(
             uuid, name, info.version or "", info.sdk_version or "", info.min_sdk_version or "",
             {reg: {item: [dict(r) for r in routes] for item, routes in items.items()}
              for reg, items in registry.items()},
             f"{self.socket_path}.{uuid}")
+        if self._on_register is not None:
+            try:
+                self._on_register(ext)
+            except Exception as exc:  # e.g. a table the engine cannot attach
+                return failed(f"Failed adding registry: {exc}")
+        self.extensions_by_uuid[uuid] = ext
         return ExtensionStatus(code=0, message="OK", uuid=uuid)
 
     def deregisterExtension(self, uuid: int) -> ExtensionStatus:
@@ -286,7 +299,9 @@ class ManagerDouble:
             ext = self.extensions_by_uuid.pop(uuid)
             self.events.append(("deregister", ext.name))
             self._changed.notify_all()
-            return ExtensionStatus(code=0, message="OK", uuid=0)
+        if self._on_remove is not None:
+            self._on_remove(ext)
+        return ExtensionStatus(code=0, message="OK", uuid=0)
 
     def call(self, registry: str, item: str, request: Mapping[str, bytes]) -> ExtensionResponse:
         req = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
