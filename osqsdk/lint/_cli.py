@@ -6,6 +6,7 @@ I/O error (a missing path, an unreadable ``--schema`` or pyproject.toml).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -68,6 +69,23 @@ def lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
 
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage or I/O error.
     """
+    # The command's process ends right after it: keep the cycle collector from walking the
+    # parse trees during the run and again at the end (freeze, then re-enable).
+    gc.disable()
+    try:
+        return _lint(paths, fmt, select, extend_select, ignore, platform, osquery_version,
+                     schema_files, fleetd, hosts, fail_on, config_file, no_config, exit_zero,
+                     quiet, no_progress, skip_other_files)
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
+def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
+          extend_select: str | None, ignore: str | None, platform: str | None,
+          osquery_version: str | None, schema_files: tuple[str, ...], fleetd: bool | None,
+          hosts: int | None, fail_on: str | None, config_file: str | None, no_config: bool,
+          exit_zero: bool, quiet: bool, no_progress: bool, skip_other_files: bool) -> int:
     from osqsdk.errors import SchemaError
     from osqsdk.lint._inputs import LintInputError
     from osqsdk.lint._report import render
