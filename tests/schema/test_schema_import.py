@@ -104,3 +104,32 @@ def test_import_from_live_osqueryi(tmp_path: Path) -> None:
     s = load_schema(out)
     assert s.table("processes") is not None and s.table("processes").column("pid").index
     assert s.osquery_version
+
+
+def test_import_runs_an_osqueryi_binary(tmp_path: Path) -> None:
+    # A stand-in for a real osqueryi (skipped above when none is installed): a script that
+    # answers the two calls the importer makes, the version query and `.schema` on stdin.
+    fake = tmp_path / "osqueryi"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        '  *osquery_info*) echo \'[{"version": "5.99.0"}]\' ;;\n'
+        "  *) cat >/dev/null; echo 'CREATE TABLE acme(`pid` BIGINT, `cmd` TEXT HIDDEN, "
+        "PRIMARY KEY (`pid`)) WITHOUT ROWID;' ;;\n"
+        "esac\n")
+    fake.chmod(0o755)
+    out = tmp_path / "live.json"
+    assert main(["schema", "import", "--osqueryi", str(fake), "-o", str(out)]) == 0
+    s = load_schema(out)
+    assert s.osquery_version == "5.99.0"
+    acme = s.table("acme")
+    assert acme.column("pid").index and acme.column("cmd").hidden
+
+
+def test_import_reports_a_failing_osqueryi(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                           ) -> None:
+    fake = tmp_path / "osqueryi"
+    fake.write_text("#!/bin/sh\necho boom >&2\nexit 3\n")
+    fake.chmod(0o755)
+    assert main(["schema", "import", "--osqueryi", str(fake)]) == 2
+    assert "boom" in capsys.readouterr().err
