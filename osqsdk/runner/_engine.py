@@ -213,16 +213,22 @@ class Engine:
     def query_columns(self, sql: str) -> list[tuple[str, str]]:
         """Result columns and declared types, as osqueryd's getQueryColumns answers."""
         with self._lock:
+            cursor = self.connection.cursor()
+            # Prepare without running: an exec tracer that refuses execution still leaves
+            # the statement's description (names and declared types) readable.
+            cursor.exec_trace = lambda *args: False
             try:
-                cursor = self.connection.cursor()
-                cursor.execute(f"SELECT * FROM ({sql.rstrip().rstrip(';')}) LIMIT 0")
-                description = cursor.getdescription()
-            except apsw.ExecutionCompleteError:
-                return []
+                cursor.execute(sql)
+            except apsw.ExecTraceAbort:
+                pass
             except TableError as exc:
                 raise QueryError(sql, exc.message) from None
             except apsw.Error as exc:
                 raise QueryError(sql, _sqlite_message(exc)) from None
+            try:
+                description = cursor.getdescription()
+            except apsw.ExecutionCompleteError:
+                return []
             return [(name, decl or "UNKNOWN") for name, decl in description]
 
     def close(self) -> None:
