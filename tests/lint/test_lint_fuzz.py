@@ -101,3 +101,16 @@ def test_any_bytes_as_a_file(tmp_path_factory, data: bytes) -> None:  # type: ig
     path = Path(tmp_path_factory.mktemp("fuzz")) / "x.conf"
     path.write_bytes(data)
     _check(lint_paths([str(path)]).findings)
+
+
+SQL_WORDS = ["SELECT", "FROM", "WHERE", "JOIN", "USING", "ON", "(", ")", ",", "*", "'a'",
+             '"b"', "pid", "processes", "users", "file", "p", ".", "=", "LIKE", "OR", "AND",
+             "NOT", "IN", "WITH", "AS", "UNION", "json_each", "count", "regex_match", ";",
+             "--x\n", "/*", "*/", "1", "LIMIT", "ORDER BY", "GROUP BY", "x", "CASE", "WHEN",
+             "THEN", "END", "EXISTS", "VALUES", "RECURSIVE", "NATURAL", "LEFT"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(SQL_WORDS), max_size=30))
+def test_sql_token_soup(words: list[str]) -> None:
+    _check(lint_text(" ".join(words), filename="query.sql"))
