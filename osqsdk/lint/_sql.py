@@ -554,13 +554,12 @@ class _Analyzer:
         if not meta or "start" not in meta:
             return  # made by the parser from syntax (CAST, CASE, operators), not a call
         name = _function_name(node, self.sql)
-        count = 0
-        for key, value in node.args.items():
-            if isinstance(value, exp.Expression):
-                count += len(value.expressions) if isinstance(value, exp.Distinct) else 1
-            elif isinstance(value, list):
-                count += sum(1 for v in value if isinstance(v, exp.Expression))
-        self.result.functions.append(FunctionCall(node, name, count, False))
+        # sqlglot normalises some calls (log10(x) becomes a two-argument log), so count the
+        # arguments as written in the SQL text.
+        count = written_arguments(self.sql, meta["end"] + 1)
+        if count is None:
+            return  # not followed by an argument list: a keyword such as CURRENT_TIME
+        self.result.functions.append(FunctionCall(node, name, count, True))
 
     def column(self, node: exp.Column, block: Block) -> None:
         assert self.result is not None
@@ -681,6 +680,42 @@ class _Analyzer:
                     self.result.constraints.append(
                         Constraint(ref.source, col.name.lower(), op, pred, value))
                 return
+
+
+def written_arguments(sql: str, pos: int) -> int | None:
+    """Number of arguments in the parenthesised list starting at ``sql[pos:]`` (after
+    spaces), counting top-level commas outside strings; None when no list follows."""
+    n = len(sql)
+    while pos < n and sql[pos] in " \t\r\n":
+        pos += 1
+    if pos >= n or sql[pos] != "(":
+        return None
+    depth, count, seen, i = 0, 0, False, pos
+    while i < n:
+        ch = sql[i]
+        if ch in "'\"`":
+            j = sql.find(ch, i + 1)
+            while j != -1 and j + 1 < n and sql[j + 1] == ch:
+                j = sql.find(ch, j + 2)
+            if j == -1:
+                return None
+            seen = True
+            i = j + 1
+            continue
+        if ch == "(":
+            depth += 1
+            if depth > 1:
+                seen = True
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return count + (1 if seen else 0)
+        elif ch == "," and depth == 1:
+            count += 1
+        elif depth >= 1 and not ch.isspace():
+            seen = True
+        i += 1
+    return None
 
 
 def _conjuncts(node: exp.Expression) -> list[exp.Expression]:

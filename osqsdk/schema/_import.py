@@ -39,7 +39,7 @@ SQLITE_FUNCTIONS: dict[str, tuple[int, ...]] = {
     "glob": (2,), "hex": (1,), "ifnull": (2,), "iif": (3,), "instr": (2,),
     "last_insert_rowid": (0,), "length": (1,), "like": (2, 3), "likelihood": (2,),
     "likely": (1,), "load_extension": (1, 2), "lower": (1,), "ltrim": (1, 2), "max": (-1,),
-    "min": (-1,), "nullif": (2,), "octet_length": (1,), "printf": (-1,), "quote": (1,),
+    "min": (-1,), "nullif": (2,), "printf": (-1,), "quote": (1,),
     "random": (0,), "randomblob": (1,), "replace": (3,), "round": (1, 2), "rtrim": (1, 2),
     "sign": (1,), "soundex": (1,), "sqlite_compileoption_get": (1,),
     "sqlite_compileoption_used": (1,), "sqlite_offset": (1,), "sqlite_source_id": (0,),

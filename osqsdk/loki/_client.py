@@ -1,0 +1,424 @@
+"""LokiClient: spool entries, batch them per stream, push them with retries.
+
+One worker thread owns the sending side: it reads the spool oldest first, fills a batch up
+to ``batch_bytes`` or for at most ``batch_wait`` seconds after its first entry (promtail's
+rule, loki.md §4.1), sorts each stream's entries by time, pushes, and acknowledges the
+batch in the spool once Loki has answered 2xx or the entries were deliberately dropped.
+Callers only append to the spool, so a slow or absent Loki never holds them up.
+
+Retry policy (loki.md §2.6, §4.1): 429, 5xx and transport errors are retried with
+exponential backoff and jitter from ``min_backoff`` to ``max_backoff``, honouring
+``Retry-After``; every retry logs a warning. Other 4xx are final: a 400 or 413 for a
+request of several entries is split in halves and each half sent again, so that exactly
+the entries Loki refuses are dropped and counted (Loki stores the valid part of a request
+it answers 400, and drops exact duplicates, so resending that part is safe: loki.md §2.1,
+§2.5); a drop logs an error.
+
+Delivery guarantee: at least once. An entry is resent only as the same bytes (same
+timestamp, line and metadata), which Loki stores once.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import logging
+import random
+import threading
+import time
+import warnings
+from typing import Any, Mapping, Sequence
+
+import urllib3
+
+from osqsdk._version import __version__
+from osqsdk.loki._config import LokiConfig
+from osqsdk.loki._encode import Body, encode
+from osqsdk.loki._errors import LokiConfigError
+from osqsdk.loki._labels import Entry, format_labels, sanitize_text
+from osqsdk.loki._metrics import DropReason, LokiMetrics, MutateReason
+from osqsdk.loki._spool import Spool
+
+__all__ = ["LokiClient"]
+
+log = logging.getLogger("osqsdk.loki")
+
+_NS = 1_000_000_000
+# promtail and Alloy log at most the first line and 1 KiB of an error body (loki.md §1.8).
+MAX_ERROR_BODY = 1024
+TRUNCATED_MARK = "…[truncated by osqsdk]"
+# Splitting a refused request costs requests; past this many per batch, what is left of a
+# request Loki refuses is dropped whole.
+MAX_SPLIT_REQUESTS = 128
+
+
+class _Aborted(Exception):
+    """abort() was called while a batch was being sent."""
+
+
+def _entry_bytes(entry: Entry) -> int:
+    # Loki's batch and rate accounting: line plus structured metadata (loki.md §2.1).
+    size = len(entry.line)
+    for name, value in entry.metadata:
+        size += len(name) + len(value)
+    return size
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _first_line(data: bytes) -> str:
+    text = data[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()
+    return text.splitlines()[0] if text else ""
+
+
+def make_pool(config: LokiConfig) -> Any:
+    """A keep-alive urllib3 pool for the push URL, TLS verified unless told otherwise."""
+    options: dict[str, Any] = {
+        "maxsize": 2, "block": False, "retries": False,
+        "timeout": urllib3.Timeout(connect=min(config.timeout, 10.0), read=config.timeout),
+    }
+    if config.url.startswith("https:"):
+        if config.insecure_skip_verify:
+            options.update(cert_reqs="CERT_NONE", assert_hostname=False)
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+            log.warning("TLS certificate verification of %s is OFF (insecure_skip_verify)",
+                        config.redacted_url())
+        else:
+            options.update(cert_reqs="CERT_REQUIRED", ca_certs=config.ca_file)
+        if config.cert_file:
+            options.update(cert_file=config.cert_file, key_file=config.key_file)
+    return urllib3.connection_from_url(config.url, **options)
+
+
+class LokiClient:
+    """Ship entries to Loki through a durable spool.
+
+    ``push`` and ``push_entries`` return once the entries are in the spool. ``flush`` waits
+    for what was pushed so far to be acknowledged, ``close`` drains for up to
+    ``drain_timeout`` seconds and stops (what is left stays spooled for the next start);
+    ``abort`` stops retrying at once. ``pool`` replaces the HTTP connection pool (anything
+    with urllib3's ``urlopen``), the seam for tests.
+    """
+
+    def __init__(self, config: LokiConfig, *, metrics: LokiMetrics | None = None,
+                 pool: Any = None, start: bool = True) -> None:
+        if not config.spool_dir:
+            raise LokiConfigError("spool_dir: the client needs a spool directory", "spool_dir")
+        self.config = config
+        self.metrics = metrics if metrics is not None else LokiMetrics()
+        self.spool = Spool(config.spool_dir, max_bytes=config.spool_max_bytes,
+                           segment_bytes=config.segment_bytes,
+                           fsync_interval=config.fsync_interval,
+                           memory_bytes=config.memory_tail_bytes, on_drop=self.metrics.drop)
+        self.metrics.track_spool(lambda: self.spool.entries,
+                                 lambda: self.spool.disk_bytes + self.spool.held_bytes)
+        self._pool = pool if pool is not None else make_pool(config)
+        self._path = urllib3.util.parse_url(config.url).request_uri
+        self._headers = self._base_headers(config)
+        self._stopping = threading.Event()
+        self._aborted = threading.Event()
+        self._pending: list[tuple[int, Entry]] = []
+        self._split_budget = 0
+        self._metrics_server: Any = None
+        self._thread = threading.Thread(target=self._run, name="osqsdk-loki-sender",
+                                        daemon=True)
+        if config.metrics_port is not None:
+            self._metrics_server = self.metrics.serve(config.metrics_port, config.metrics_addr)
+        if start:
+            self._thread.start()
+
+    @staticmethod
+    def _base_headers(config: LokiConfig) -> dict[str, str]:
+        headers = {"User-Agent": f"osqsdk-loki/{__version__}", **config.headers}
+        if config.tenant:
+            headers["X-Scope-OrgID"] = config.tenant
+        if config.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {config.bearer_token.reveal()}"
+        elif config.username is not None:
+            password = config.password.reveal() if config.password is not None else ""
+            token = base64.b64encode(f"{config.username}:{password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        return headers
+
+    # -- accepting -----------------------------------------------------------------------
+    def push(self, labels: Mapping[str, str] | str, line: str, ts_ns: int | None = None,
+             metadata: Sequence[tuple[str, str]] = ()) -> int:
+        """Spool one entry; ``labels`` is a mapping or a label string. Returns its seq."""
+        label_string = labels if isinstance(labels, str) else format_labels(labels)
+        entry = Entry(label_string, time.time_ns() if ts_ns is None else ts_ns,
+                      sanitize_text(line), tuple(metadata))
+        return self.push_entries((entry,))
+
+    def push_entries(self, entries: Sequence[Entry], *, subsecond: bool = False,
+                     meta: bytes | None = None) -> int:
+        """Spool entries (checked against max_line_bytes); returns the last seq."""
+        limit = self.config.max_line_bytes
+        checked: Sequence[Entry] = entries
+        for index, entry in enumerate(entries):
+            if len(entry.line) * 4 > limit and len(entry.line.encode("utf-8")) > limit:
+                checked = self._limit_lines(entries, index)
+                break
+        if checked:
+            self.metrics.received.inc(len(checked))
+        return self.spool.append(checked, subsecond=subsecond, meta=meta)
+
+    def _limit_lines(self, entries: Sequence[Entry], start: int) -> list[Entry]:
+        limit = self.config.max_line_bytes
+        out = list(entries[:start])
+        for entry in entries[start:]:
+            raw = entry.line.encode("utf-8")
+            if len(raw) <= limit:
+                out.append(entry)
+            elif self.config.line_too_long == "drop":
+                self.metrics.drop(DropReason.LINE_TOO_LONG, 1, len(raw))
+                log.error("dropped a line of %d bytes for stream %s: over max_line_bytes=%d",
+                          len(raw), entry.labels, limit)
+            else:
+                mark = TRUNCATED_MARK.encode("utf-8")
+                cut = raw[:limit - len(mark)].decode("utf-8", "ignore")
+                out.append(entry._replace(line=cut + TRUNCATED_MARK))
+                self.metrics.mutated_entries.labels(MutateReason.LINE_TOO_LONG.value).inc()
+                log.warning("truncated a line of %d bytes for stream %s to max_line_bytes=%d",
+                            len(raw), entry.labels, limit)
+        return out
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything spooled so far is acknowledged (or dropped)."""
+        return self.spool.wait_acked(self.spool.last_seq, timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Send what is spooled for up to ``timeout`` seconds (default ``drain_timeout``),
+        then stop. Returns True when nothing was left. Unsent entries stay in the spool."""
+        timeout = self.config.drain_timeout if timeout is None else timeout
+        self._stopping.set()
+        drained = self.flush(timeout) if self._thread.is_alive() else self.spool.entries == 0
+        self.abort()
+        return drained
+
+    def abort(self) -> None:
+        """Stop now: no more retries; what is not acknowledged stays in the spool."""
+        self._stopping.set()
+        self._aborted.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(self.config.timeout + 5)
+        self.spool.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server = None
+
+    def __enter__(self) -> "LokiClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sending -------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._aborted.is_set():
+                batch = self._collect()
+                if not batch:
+                    continue
+                try:
+                    self._send_batch([entry for _, entry in batch])
+                except _Aborted:
+                    return
+                self.spool.ack(batch[-1][0])
+        except Exception:  # never die silently: the spool keeps the entries
+            log.exception("the Loki sender stopped on an unexpected error; entries stay in "
+                          "the spool %s", self.spool.directory)
+
+    def _collect(self) -> list[tuple[int, Entry]]:
+        limit = self.config.batch_bytes
+        wait = self.config.batch_wait
+        batch: list[tuple[int, Entry]] = []
+        size = 0
+        started = 0.0
+        while not self._aborted.is_set():
+            if self._pending:
+                got, self._pending = self._pending, []
+            else:
+                if batch:
+                    remaining = started + wait - time.monotonic()
+                    if remaining <= 0:
+                        return batch
+                    if self._stopping.is_set():
+                        remaining = 0.0  # draining: take what is there, do not wait
+                else:
+                    # an empty batch: look again at least every batch_wait/10 (promtail's
+                    # tick), so that stop requests are seen
+                    remaining = max(0.01, wait / 10)
+                got = self.spool.read(limit - size, remaining)
+                if not got:
+                    if batch and (self._stopping.is_set()
+                                  or time.monotonic() >= started + wait):
+                        return batch
+                    if not batch:
+                        return batch
+                    continue
+            for index, item in enumerate(got):
+                item_size = _entry_bytes(item[1])
+                if batch and size + item_size > limit:
+                    self._pending = got[index:]
+                    return batch
+                if not batch:
+                    started = time.monotonic()
+                batch.append(item)
+                size += item_size
+            if size >= limit:
+                return batch
+        return batch
+
+    def _send_batch(self, entries: list[Entry]) -> None:
+        config = self.config
+        now_ns = time.time_ns()
+        oldest = now_ns - int(config.max_age * _NS) if config.max_age else None
+        newest = now_ns + int(config.max_future * _NS) if config.max_future else None
+        streams: dict[str, list[Entry]] = {}
+        for entry in entries:
+            if oldest is not None and entry.ts_ns < oldest:
+                self._drop([entry], DropReason.TOO_OLD, "older than max_age")
+                continue
+            if newest is not None and entry.ts_ns > newest:
+                self._drop([entry], DropReason.TOO_NEW, "further in the future than max_future")
+                continue
+            stream = streams.get(entry.labels)
+            if stream is None:
+                stream = streams[entry.labels] = []
+            stream.append(entry)
+        if not streams:
+            return
+        for stream in streams.values():  # Vector's rule: each stream in time order
+            stream.sort(key=lambda e: e.ts_ns)
+        self._split_budget = MAX_SPLIT_REQUESTS
+        self._deliver(list(streams.items()))
+
+    def _deliver(self, streams: list[tuple[str, list[Entry]]]) -> None:
+        attempt = 0
+        while True:
+            body = encode(streams, self.config.encoding, self.config.compression)
+            status, text, retry_after = self._post(body)
+            count = body.entries
+            if 200 <= status < 300:
+                self.metrics.sent_entries.inc(count)
+                self.metrics.sent_bytes.inc(sum(_entry_bytes(e) for _, es in streams for e in es))
+                self.metrics.last_success.set(time.time())
+                if attempt:
+                    log.info("Loki accepted a batch of %d entries after %d retries", count,
+                             attempt)
+                return
+            if status in (400, 413) and count > 1 and self._split_budget > 1:
+                # Find out which entries Loki refuses: it stored the rest of a 400 already
+                # and drops exact duplicates (loki.md §2.1, §2.5); a 413 stored nothing.
+                self._split_budget -= 2
+                first, second = _halves(streams)
+                self._deliver(first)
+                self._deliver(second)
+                return
+            retryable = status == 429 or status >= 500 or status < 0
+            if not retryable:
+                reason = {400: DropReason.REJECTED, 413: DropReason.TOO_LARGE,
+                          401: DropReason.UNAUTHORIZED, 403: DropReason.UNAUTHORIZED}.get(
+                              status, DropReason.CLIENT_ERROR)
+                self._drop([e for _, es in streams for e in es], reason,
+                           f"Loki answered {status}: {text}")
+                return
+            reason = (DropReason.RATE_LIMITED if status == 429 else
+                      DropReason.NETWORK_ERROR if status < 0 else DropReason.SERVER_ERROR)
+            if status == 429 and self.config.drop_rate_limited:
+                self._drop([e for _, es in streams for e in es], reason,
+                           f"Loki answered 429 and drop_rate_limited is set: {text}")
+                return
+            attempt += 1
+            if self.config.max_retries and attempt >= self.config.max_retries:
+                self._drop([e for _, es in streams for e in es], reason,
+                           f"no retries left after {attempt} attempts; last: {text}")
+                return
+            delay = self._backoff(attempt, retry_after)
+            self.metrics.retries.inc()
+            self.metrics.retried_entries.inc(count)
+            log.warning("push of %d entries failed (%s); retry %d in %.2fs", count,
+                        f"{status}: {text}" if status > 0 else text, attempt, delay)
+            if self._aborted.wait(delay):
+                raise _Aborted()
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        base = min(self.config.max_backoff, self.config.min_backoff * 2 ** (attempt - 1))
+        delay = min(self.config.max_backoff, random.uniform(base, 2 * base))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.config.max_backoff))
+        return delay
+
+    def _drop(self, entries: Sequence[Entry], reason: DropReason, why: str) -> None:
+        nbytes = sum(_entry_bytes(e) for e in entries)
+        self.metrics.drop(reason, len(entries), nbytes)
+        streams = sorted({e.labels for e in entries})
+        log.error("dropped %d entries (%s) of stream%s %s: %s", len(entries), reason.value,
+                  "s" if len(streams) > 1 else "", ", ".join(streams[:3])
+                  + (" ..." if len(streams) > 3 else ""), why)
+
+    def _post(self, body: Body) -> tuple[int, str, float | None]:
+        headers = dict(self._headers)
+        headers.update(body.headers)
+        started = time.perf_counter()
+        try:
+            response = self._pool.urlopen("POST", self._path, body=body.data, headers=headers,
+                                          retries=False, redirect=False, preload_content=False,
+                                          assert_same_host=False)
+            try:
+                status = response.status
+                data = response.read(MAX_ERROR_BODY) if not 200 <= status < 300 else b""
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+                response.drain_conn()
+            finally:
+                response.release_conn()
+            text = _first_line(data)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            status, text, retry_after = -1, f"no answer from {self.config.redacted_url()}: " \
+                f"{type(exc).__name__}: {_describe(exc)}", None
+        self.metrics.request_duration.labels(str(status)).observe(time.perf_counter() - started)
+        return status, text, retry_after
+
+
+def _describe(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    text = str(reason if reason is not None else exc)
+    return text[:300]
+
+
+def _halves(streams: list[tuple[str, list[Entry]]]) -> tuple[list[tuple[str, list[Entry]]],
+                                                             list[tuple[str, list[Entry]]]]:
+    total = sum(len(entries) for _, entries in streams)
+    half = total // 2
+    first: list[tuple[str, list[Entry]]] = []
+    second: list[tuple[str, list[Entry]]] = []
+    taken = 0
+    for labels, entries in streams:
+        if taken >= half:
+            second.append((labels, entries))
+        elif taken + len(entries) <= half:
+            first.append((labels, entries))
+            taken += len(entries)
+        else:
+            cut = half - taken
+            first.append((labels, entries[:cut]))
+            second.append((labels, entries[cut:]))
+            taken = half
+    return first, second
+

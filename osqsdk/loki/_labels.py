@@ -1,0 +1,162 @@
+"""osquery records -> Loki entries: stream labels, timestamp, line, structured metadata.
+
+Labels stay low-cardinality by construction: they can only come from the query name, the
+host identifier, the action, the log type, the status severity, the schedule epoch and
+decorations the user names (LABEL_SOURCES). Row values, counters and times stay in the
+line (loki.md §4.7). The label string is built the way promtail and Alloy build it: names
+sorted, ``name="value"`` joined by ", ", values quoted with Go escapes, empty values left
+out (Loki drops them anyway; loki.md §1.6).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any, Mapping, NamedTuple, Sequence
+
+from osqsdk._records import ResultFormat, ResultLog, StatusLog
+from osqsdk.loki._config import LokiConfig
+
+__all__ = ["Entry", "Mapper", "format_labels", "quote_label_value", "sanitize_text"]
+
+# Loki's max_label_value_length (loki.md §2.2), in bytes of UTF-8.
+MAX_LABEL_VALUE_BYTES = 2048
+_NEEDS_QUOTING = re.compile(r'[\\"\x00-\x1f\x7f]')
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_CACHE_LIMIT = 1 << 16
+_SEVERITY = ("INFO", "WARNING", "ERROR", "FATAL")
+
+
+class Entry(NamedTuple):
+    """One Loki entry as spooled: its stream's label string, time, line and metadata."""
+
+    labels: str
+    ts_ns: int
+    line: str
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+def sanitize_text(text: str) -> str:
+    """Text as valid UTF-8: bytes osqueryd sent that are not UTF-8 (carried as surrogate
+    escapes, PEP 383) become U+FFFD. Protobuf strings and Loki need valid UTF-8."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def quote_label_value(value: str) -> str:
+    """A PromQL double-quoted string literal for ``value`` (Go escapes; loki.md §1.6)."""
+    if _NEEDS_QUOTING.search(value):
+        value = _NEEDS_QUOTING.sub(
+            lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), value)
+    return f'"{value}"'
+
+
+def _label_value(value: str) -> str:
+    value = sanitize_text(value)
+    if len(value) * 4 > MAX_LABEL_VALUE_BYTES:  # only long values need the byte count
+        raw = value.encode("utf-8")
+        if len(raw) > MAX_LABEL_VALUE_BYTES:
+            value = raw[:MAX_LABEL_VALUE_BYTES].decode("utf-8", "ignore")
+    return value
+
+
+def format_labels(labels: Mapping[str, str]) -> str:
+    """``{a="1", b="2"}``: names sorted, empty values left out, values quoted."""
+    parts = [f"{name}={quote_label_value(_label_value(value))}"
+             for name, value in sorted(labels.items()) if value]
+    return "{" + ", ".join(parts) + "}"
+
+
+def _source_value(source: str, fields: Mapping[str, Any], decorations: Mapping[str, Any]) -> str:
+    if source.startswith("decoration:"):
+        value = decorations.get(source[len("decoration:"):], "")
+    else:
+        value = fields.get(source, "")
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+class Mapper:
+    """Turn osquery records into Entries according to a LokiConfig.
+
+    Timestamps are whole seconds from osquery's ``unixTime`` (status logs: ``u``); the spool
+    adds a sub-second part fixed when the line is accepted, so identical lines logged in
+    the same second stay distinct and a resend is byte-identical (loki.md §2.5).
+    """
+
+    def __init__(self, config: LokiConfig) -> None:
+        self.static = dict(config.static_labels)
+        self.label_sources = sorted(config.labels.items())
+        self.metadata_sources = sorted(config.structured_metadata.items())
+        self._cache: dict[tuple[str, ...], str] = {}
+
+    def _labels(self, fields: Mapping[str, Any], decorations: Mapping[str, Any]) -> str:
+        key = tuple(_source_value(src, fields, decorations) for _, src in self.label_sources)
+        labels = self._cache.get(key)
+        if labels is None:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            merged = dict(self.static)
+            merged.update(zip((name for name, _ in self.label_sources), key))
+            labels = self._cache[key] = format_labels(merged)
+        return labels
+
+    def _metadata(self, fields: Mapping[str, Any],
+                  decorations: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+        if not self.metadata_sources:
+            return ()
+        pairs = []
+        for name, src in self.metadata_sources:
+            value = _source_value(src, fields, decorations)
+            if value:
+                pairs.append((name, sanitize_text(value)))
+        return tuple(pairs)
+
+    def result(self, record: ResultLog) -> Entry:
+        """The entry for one result or snapshot line; the line is sent as osqueryd wrote it."""
+        fmt = record.format
+        if fmt is ResultFormat.BATCH:
+            action = ""  # a batch line holds added and removed rows; no single action
+        else:
+            action = record.action or ("snapshot" if fmt is ResultFormat.SNAPSHOT else "")
+        log_type = "snapshot" if fmt in (ResultFormat.SNAPSHOT,
+                                         ResultFormat.SNAPSHOT_EVENT) else "result"
+        fields = {"name": record.name, "host": record.host_identifier, "action": action,
+                  "log_type": log_type, "epoch": str(record.epoch),
+                  "counter": str(record.counter), "calendar_time": record.calendar_time,
+                  "unix_time": str(record.unix_time)}
+        return Entry(self._labels(fields, record.decorations), _seconds_ns(record.unix_time),
+                     sanitize_text(record.raw), self._metadata(fields, record.decorations))
+
+    def status(self, record: StatusLog) -> Entry:
+        """The entry for one status log: the JSON osquery's own loggers write for it."""
+        severity = int(record.severity)
+        line = json.dumps({"hostIdentifier": record.host_identifier,
+                           "calendarTime": record.calendar_time, "unixTime": record.unix_time,
+                           "severity": severity, "filename": record.filename,
+                           "line": record.line, "message": record.message},
+                          ensure_ascii=False, separators=(",", ":"))
+        fields = {"host": record.host_identifier, "log_type": "status",
+                  "severity": _SEVERITY[min(max(severity, 0), 3)].lower(),
+                  "calendar_time": record.calendar_time, "unix_time": str(record.unix_time)}
+        return Entry(self._labels(fields, {}), _seconds_ns(record.unix_time),
+                     sanitize_text(line), self._metadata(fields, {}))
+
+    def unparsed(self, line: str, log_type: str = "unparsed") -> Entry:
+        """A line that could not be read as osquery's: shipped as is, stamped now."""
+        fields = {"log_type": log_type}
+        return Entry(self._labels(fields, {}), _seconds_ns(0), sanitize_text(line), ())
+
+    def entries(self, records: Sequence[StatusLog]) -> list[Entry]:
+        return [self.status(r) for r in records]
+
+
+def _seconds_ns(unix_time: int) -> int:
+    if unix_time <= 0:  # no time in the record: use the time it reached us
+        unix_time = int(time.time())
+    return unix_time * 1_000_000_000

@@ -1,0 +1,105 @@
+"""Prometheus metrics of the Loki logger, on a registry of its own.
+
+Shaped like promtail's and Alloy's client metrics (loki.md §4.1, §4.2) so that the same
+alerts carry over: sent/dropped entries and bytes with a ``reason`` label set to 0 at start
+(dashboards see every reason before the first drop), retries, request duration by status
+code, and the spool's size. ``osquery_results_total{name, action}`` counts result rows per
+query, what the promtail ``metrics`` stage gave in the reference osquery + Loki setup
+(loki.md §6), for alerting on e.g. new SSH logins.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["DropReason", "LokiMetrics"]
+
+
+class DropReason(str, enum.Enum):
+    """Why entries were dropped; the ``reason`` label of the drop counters."""
+
+    LINE_TOO_LONG = "line_too_long"   #: over max_line_bytes with line_too_long="drop"
+    TOO_OLD = "too_old"               #: older than max_age when sent (Loki would refuse it)
+    TOO_NEW = "too_new"               #: further than max_future ahead when sent
+    REJECTED = "rejected"             #: Loki answered 400 for this entry
+    TOO_LARGE = "too_large"           #: Loki answered 413 for a request of this one entry
+    UNAUTHORIZED = "unauthorized"     #: Loki answered 401 or 403
+    CLIENT_ERROR = "client_error"     #: Loki answered another 4xx (not 429)
+    RATE_LIMITED = "rate_limited"     #: 429 with drop_rate_limited, or retries used up
+    SERVER_ERROR = "server_error"     #: 5xx until retries were used up
+    NETWORK_ERROR = "network_error"   #: no answer until retries were used up
+    SPOOL_FULL = "spool_full"         #: the spool hit spool_max_bytes; oldest dropped
+    DISK_FULL = "disk_full"           #: the disk was full and the memory hold overflowed
+    CORRUPT = "corrupt"               #: a spool record failed its checksum
+    SPOOL_ERROR = "spool_error"       #: the spool could not take the entry (closed, I/O error)
+
+
+class MutateReason(str, enum.Enum):
+    """Why entries were changed before sending."""
+
+    LINE_TOO_LONG = "line_too_long"   #: truncated to max_line_bytes
+
+
+class LokiMetrics:
+    """The collectors; ``registry`` is what the metrics endpoint serves."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.received = Counter("osqsdk_loki_received_entries", "Entries accepted into the "
+                                "spool.", registry=r)
+        self.sent_entries = Counter("osqsdk_loki_sent_entries", "Entries Loki acknowledged.",
+                                    registry=r)
+        self.sent_bytes = Counter("osqsdk_loki_sent_bytes", "Line and structured metadata "
+                                  "bytes Loki acknowledged.", registry=r)
+        self.retries = Counter("osqsdk_loki_batch_retries", "Push requests retried.",
+                               registry=r)
+        self.retried_entries = Counter("osqsdk_loki_retried_entries", "Entries in push "
+                                       "requests that were retried, per retry.", registry=r)
+        self.dropped_entries = Counter("osqsdk_loki_dropped_entries", "Entries dropped, by "
+                                       "reason.", ["reason"], registry=r)
+        self.dropped_bytes = Counter("osqsdk_loki_dropped_bytes", "Bytes dropped, by reason.",
+                                     ["reason"], registry=r)
+        self.mutated_entries = Counter("osqsdk_loki_mutated_entries", "Entries changed before "
+                                       "sending, by reason.", ["reason"], registry=r)
+        for reason in DropReason:
+            self.dropped_entries.labels(reason.value)
+            self.dropped_bytes.labels(reason.value)
+        for mutation in MutateReason:
+            self.mutated_entries.labels(mutation.value)
+        self.request_duration = Histogram(
+            "osqsdk_loki_request_duration_seconds", "Push request duration by HTTP status "
+            "code (-1: no answer).", ["status_code"], registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.last_success = Gauge("osqsdk_loki_last_success_timestamp_seconds", "Unix time of "
+                                  "the last push Loki acknowledged.", registry=r)
+        self.spool_bytes = Gauge("osqsdk_loki_spool_bytes", "Bytes in the spool (on disk and "
+                                 "held in memory).", registry=r)
+        self.spool_entries = Gauge("osqsdk_loki_spool_entries", "Entries in the spool not yet "
+                                   "acknowledged.", registry=r)
+        self.results = Counter("osquery_results", "osquery result rows by query name and "
+                               "action.", ["name", "action"], registry=r)
+
+    def track_spool(self, entries: Callable[[], float], nbytes: Callable[[], float]) -> None:
+        self.spool_entries.set_function(entries)
+        self.spool_bytes.set_function(nbytes)
+
+    def drop(self, reason: DropReason | str, entries: int, nbytes: int) -> None:
+        label = reason.value if isinstance(reason, DropReason) else reason
+        self.dropped_entries.labels(label).inc(entries)
+        self.dropped_bytes.labels(label).inc(nbytes)
+
+    def value(self, name: str, **labels: str) -> float:
+        """A sample's current value (0 when absent), for tests and the CLI."""
+        found = self.registry.get_sample_value(name, labels)
+        return 0.0 if found is None else found
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> Any:
+        """Serve ``/metrics`` on ``addr:port`` in a daemon thread; returns the server."""
+        from prometheus_client import start_http_server
+
+        result = start_http_server(port, addr=addr, registry=self.registry)
+        return result[0] if isinstance(result, tuple) else result

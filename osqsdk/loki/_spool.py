@@ -1,0 +1,760 @@
+"""The durable spool: every accepted entry is on disk before the logger answers osqueryd.
+
+Layout of a spool directory::
+
+    LOCK                      flock()ed by the process using the spool
+    ack                       highest sequence number delivered (or given up on) + CRC32
+    00000000000000000001.seg  segments, named by the first sequence number they hold
+    00000000000000004097.seg  ...
+
+A segment is a run of records, each ``<u32 length><u64 seq><u32 crc32>`` + payload, the
+CRC covering length, seq and payload. Entry records have seq >= 1, numbered without gaps;
+seq 0 marks a meta record (an opaque position the writer wants back after a restart, e.g.
+``osqsdk loki tail``'s read offset), written in the same write() as the entries it follows
+so that the two can never disagree. A new segment starts with a copy of the latest meta.
+
+Guarantees:
+
+* ``append()`` returns once its records are written to the segment file (they survive
+  ``kill -9``); with ``fsync_interval=0`` it also waits for an fsync covering them (group
+  commit: one fsync serves every writer waiting at that moment), otherwise a background
+  thread fsyncs every ``fsync_interval`` seconds (power loss loses at most that).
+* After a restart reading resumes at the first entry not acknowledged. A damaged tail (a
+  record cut short or failing its CRC, from a crash during a write) is cut off with a
+  warning; a damaged record elsewhere skips the rest of its segment, counted as ``corrupt``.
+* The spool never grows past ``max_bytes``: the oldest segment is dropped first and its
+  unsent entries are counted as ``spool_full``.
+* When the disk is full (ENOSPC, EDQUOT, EFBIG, EIO), entries are held in memory (up to
+  ``memory_bytes``, oldest dropped beyond that as ``disk_full``) and shipped from there;
+  writing to disk resumes as soon as it succeeds again. Those held entries do not survive
+  ``kill -9``; everything else does.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import fcntl
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from osqsdk.loki._errors import SpoolError
+from osqsdk.loki._labels import Entry
+
+__all__ = ["DropCallback", "Spool"]
+
+log = logging.getLogger("osqsdk.loki.spool")
+
+_HEADER = struct.Struct("<IQI")      # payload length, seq (0: meta), crc32
+_PREFIX = struct.Struct("<IQ")       # the part of the header the CRC covers
+_ENTRY = struct.Struct("<qIIH")      # ts_ns, labels bytes, line bytes, metadata pairs
+_PAIR = struct.Struct("<HI")         # metadata name bytes, value bytes
+_ACK = struct.Struct("<QI")          # seq, crc32 of seq
+HEADER_BYTES = _HEADER.size
+MAX_RECORD_BYTES = 64 << 20
+_READ_CHUNK = 1 << 20
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+_NS = 1_000_000_000
+
+DropCallback = Callable[[str, int, int], None]  # (reason, entries, bytes)
+
+
+@dataclass
+class _Segment:
+    first_seq: int
+    path: str
+    size: int  # bytes written and complete
+
+
+@dataclass
+class _Held:
+    """Records not on disk (the disk was full): one append's worth."""
+
+    first_seq: int
+    last_seq: int
+    data: bytes
+    meta: bytes | None
+
+
+def _segment_name(first_seq: int) -> str:
+    return f"{first_seq:020d}.seg"
+
+
+def encode_record(seq: int, entry: Entry) -> bytes:
+    labels = entry.labels.encode("utf-8")
+    line = entry.line.encode("utf-8")
+    parts = [_ENTRY.pack(entry.ts_ns, len(labels), len(line), len(entry.metadata)), labels, line]
+    for name, value in entry.metadata:
+        n, v = name.encode("utf-8"), value.encode("utf-8")
+        parts += [_PAIR.pack(len(n), len(v)), n, v]
+    payload = b"".join(parts)
+    prefix = _PREFIX.pack(len(payload), seq)
+    return _HEADER.pack(len(payload), seq, zlib.crc32(payload, zlib.crc32(prefix))) + payload
+
+
+def _meta_record(meta: bytes) -> bytes:
+    prefix = _PREFIX.pack(len(meta), 0)
+    return _HEADER.pack(len(meta), 0, zlib.crc32(meta, zlib.crc32(prefix))) + meta
+
+
+class _Damaged(Exception):
+    def __init__(self, offset: int, cause: str) -> None:
+        super().__init__(cause)
+        self.offset = offset
+        self.cause = cause
+
+
+def _parse(chunk: bytes, base: int, final: bool, min_seq: int, labels_cache: dict[bytes, str],
+           out: list[tuple[int, Entry]] | None) -> tuple[int, int, bytes | None]:
+    """Parse records from ``chunk`` (file offset ``base``); append entries with seq >=
+    ``min_seq`` to ``out``. Returns (bytes consumed, last seq seen, last meta seen).
+
+    ``final``: the chunk ends where the segment's data ends, so an incomplete record is
+    damage rather than "read more". Raises _Damaged at the first bad record (the records
+    before it are already in ``out``; the exception carries the offset).
+    """
+    view = memoryview(chunk)
+    pos, size = 0, len(chunk)
+    last_seq, meta = 0, None
+    unpack_header, unpack_entry = _HEADER.unpack_from, _ENTRY.unpack_from
+    crc32 = zlib.crc32
+    while pos + HEADER_BYTES <= size:
+        length, seq, crc = unpack_header(chunk, pos)
+        end = pos + HEADER_BYTES + length
+        if length > MAX_RECORD_BYTES:
+            raise _Damaged(base + pos, f"record length {length} is not plausible")
+        if end > size:
+            if final:
+                raise _Damaged(base + pos, f"record cut short ({size - pos} of "
+                                           f"{HEADER_BYTES + length} bytes)")
+            return pos, last_seq, meta
+        payload = view[pos + HEADER_BYTES:end]
+        if crc32(payload, crc32(view[pos:pos + 12])) != crc:
+            raise _Damaged(base + pos, "checksum mismatch")
+        if seq == 0:
+            meta = bytes(payload)
+        else:
+            last_seq = seq
+            if out is not None and seq >= min_seq:
+                ts, nl, nline, npairs = unpack_entry(payload, 0)
+                p = 18 + nl
+                raw_labels = bytes(payload[18:p])
+                labels = labels_cache.get(raw_labels)
+                if labels is None:
+                    labels = labels_cache[raw_labels] = raw_labels.decode("utf-8")
+                line = str(payload[p:p + nline], "utf-8")
+                metadata: tuple[tuple[str, str], ...] = ()
+                if npairs:
+                    p += nline
+                    pairs = []
+                    for _ in range(npairs):
+                        nn, nv = _PAIR.unpack_from(payload, p)
+                        p += 6
+                        name = str(payload[p:p + nn], "utf-8")
+                        p += nn
+                        pairs.append((name, str(payload[p:p + nv], "utf-8")))
+                        p += nv
+                    metadata = tuple(pairs)
+                out.append((seq, Entry(labels, ts, line, metadata)))
+        pos = end
+    if final and pos < size:
+        raise _Damaged(base + pos, f"record cut short ({size - pos} bytes of header)")
+    return pos, last_seq, meta
+
+
+class Spool:
+    """An on-disk queue of Loki entries with an acknowledgement cursor.
+
+    Many threads may ``append``; one reader (the shipper) calls ``read`` and ``ack``.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        max_bytes: int,
+        segment_bytes: int,
+        fsync_interval: float = 1.0,
+        memory_bytes: int = 16 << 20,
+        on_drop: DropCallback | None = None,
+    ) -> None:
+        self.directory = os.path.abspath(directory)
+        self.max_bytes = max_bytes
+        self.segment_bytes = max(4096, min(segment_bytes, max_bytes))
+        self.fsync_interval = fsync_interval
+        self.memory_bytes = memory_bytes
+        self.on_drop = on_drop or (lambda reason, entries, nbytes: None)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._segments: list[_Segment] = []
+        self._fd = -1
+        self._lock_fd = -1
+        self._next_seq = 1
+        self._acked = 0
+        self._read_seq = 1
+        self._written_seq = 0     # highest seq on disk
+        self._synced_seq = 0      # highest seq fsynced
+        self._syncing = False
+        self._dirty = False
+        self._meta: bytes | None = None
+        self._held: collections.deque[_Held] = collections.deque()
+        self._held_bytes = 0
+        self._disk_error: str | None = None
+        self._to_close: list[int] = []
+        self._reader_seg: int | None = None   # first_seq of the segment being read
+        self._reader_off = 0
+        self._rfd = -1
+        self._labels_cache: dict[bytes, str] = {}
+        self._total = 0  # bytes in segment files
+        self._closed = False
+        self._open()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._background, name="osqsdk-loki-spool",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- opening -------------------------------------------------------------------------
+    def _open(self) -> None:
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            self._lock_fd = os.open(os.path.join(self.directory, "LOCK"),
+                                    os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise SpoolError(f"spool {self.directory}: cannot create: {exc.strerror}") from None
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise SpoolError(f"spool {self.directory} is in use by another process") from None
+        names = sorted(n for n in os.listdir(self.directory)
+                       if n.endswith(".seg") and n[:-4].isdigit())
+        for name in names:
+            path = os.path.join(self.directory, name)
+            self._segments.append(_Segment(int(name[:-4]), path, os.path.getsize(path)))
+        self._acked = self._read_ack()
+        if self._segments:
+            self._recover_last()
+        self._next_seq = max(self._next_seq, self._acked + 1)
+        if not self._segments:
+            self._new_segment(self._next_seq)
+        else:
+            last = self._segments[-1]
+            self._fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
+        self._written_seq = self._synced_seq = self._next_seq - 1
+        self._read_seq = self._acked + 1
+        self._total = sum(s.size for s in self._segments)
+        self._delete_acked()
+        backlog = self._next_seq - 1 - self._acked
+        if backlog:
+            log.info("spool %s: resuming with %d entries not yet acknowledged",
+                     self.directory, backlog)
+
+    def _read_ack(self) -> int:
+        path = os.path.join(self.directory, "ack")
+        first = self._segments[0].first_seq - 1 if self._segments else 0
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return first
+        if len(data) == _ACK.size:
+            seq, crc = _ACK.unpack(data)
+            if zlib.crc32(data[:8]) == crc:
+                return max(seq, first)
+        log.warning("spool %s: the ack file is damaged; entries still in the spool will be "
+                    "sent again (Loki drops exact duplicates)", path)
+        return first
+
+    def _recover_last(self) -> None:
+        """Find the last good record of the last segment; cut off a damaged tail."""
+        last = self._segments[-1]
+        with open(last.path, "rb") as f:
+            data = f.read()
+        try:
+            consumed, last_seq, meta = _parse(data, 0, True, 0, {}, None)
+            good = consumed
+        except _Damaged as exc:
+            good = exc.offset
+            consumed, last_seq, meta = _parse(data[:good], 0, True, 0, {}, None)
+            log.warning("spool %s: damaged record at byte %d (%s); the %d bytes from there "
+                        "were never acknowledged to osqueryd as complete and are skipped",
+                        last.path, good, exc.cause, len(data) - good)
+            with open(last.path, "r+b") as f:
+                f.truncate(good)
+        last.size = good
+        if meta is not None:
+            self._meta = meta
+        if last_seq:
+            self._next_seq = last_seq + 1
+        else:  # no entry in it: numbering continues at its name
+            self._next_seq = last.first_seq
+            if len(self._segments) > 1:
+                # the previous segment holds the entries before this one
+                self._next_seq = max(self._next_seq, self._segments[-2].first_seq)
+
+    # -- writing -------------------------------------------------------------------------
+    def append(self, entries: Sequence[Entry], *, subsecond: bool = False,
+               meta: bytes | None = None) -> int:
+        """Write ``entries`` (and an optional meta record after them); return the last seq.
+
+        ``subsecond``: the entries carry whole-second timestamps; add a sub-second part
+        from the sequence number, fixed here once (see Mapper).
+        """
+        with self._lock:
+            if self._closed:
+                raise SpoolError(f"spool {self.directory} is closed")
+            first = seq = self._next_seq
+            parts = []
+            for entry in entries:
+                if subsecond:
+                    entry = entry._replace(ts_ns=entry.ts_ns + seq % _NS)
+                parts.append(encode_record(seq, entry))
+                seq += 1
+            if meta is not None:
+                parts.append(_meta_record(meta))
+                self._meta = meta
+            if not parts:
+                return first - 1
+            last = seq - 1
+            self._next_seq = seq
+            self._write(b"".join(parts), first, last, meta)
+            self._cond.notify_all()
+            on_disk = last <= self._written_seq
+        if self.fsync_interval == 0 and on_disk and last >= first:
+            self._sync_until(last)
+        return last
+
+    def _write(self, data: bytes, first: int, last: int, meta: bytes | None) -> None:
+        if self._held and not self._flush_held():
+            self._hold(data, first, last, meta)
+            return
+        if not self._disk_write(data, first, last):
+            self._hold(data, first, last, meta)
+
+    def _disk_write(self, data: bytes, first: int, last: int) -> bool:
+        segment = self._segments[-1]
+        if segment.size and segment.size + len(data) > self.segment_bytes and last >= first:
+            if not self._rotate(first):
+                return False
+            segment = self._segments[-1]
+        self._enforce_cap(len(data))
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            self._undo_partial(segment)
+            self._note_disk_error(exc)
+            return False
+        segment.size += len(data)
+        self._total += len(data)
+        if last >= first:
+            self._written_seq = last
+        self._dirty = True
+        if self._disk_error is not None:
+            log.warning("spool %s: writing to disk works again", self.directory)
+            self._disk_error = None
+        return True
+
+    def _undo_partial(self, segment: _Segment) -> None:
+        try:  # a short write left part of a record; cut it off so the file stays readable
+            os.ftruncate(self._fd, segment.size)
+        except OSError:
+            pass
+
+    def _note_disk_error(self, exc: OSError) -> None:
+        if self._disk_error is None:
+            log.error("spool %s: cannot write (%s); holding new entries in memory (up to %d "
+                      "bytes) until the disk has room again", self.directory, exc.strerror,
+                      self.memory_bytes)
+        self._disk_error = exc.strerror or str(exc)
+
+    def _rotate(self, first_seq: int) -> bool:
+        old_fd = self._fd
+        try:
+            self._new_segment(first_seq)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            self._note_disk_error(exc)
+            return False
+        if self.fsync_interval == 0:
+            os.fsync(old_fd)  # writers waiting on a group commit may still count on it
+            os.close(old_fd)
+        else:
+            self._to_close.append(old_fd)
+        return True
+
+    def _new_segment(self, first_seq: int) -> None:
+        path = os.path.join(self.directory, _segment_name(first_seq))
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o600)
+        size = 0
+        if self._meta is not None:
+            record = _meta_record(self._meta)
+            try:
+                os.write(fd, record)
+            except OSError:
+                os.close(fd)
+                os.unlink(path)
+                raise
+            size = len(record)
+        self._fd = fd
+        self._segments.append(_Segment(first_seq, path, size))
+        self._total += size
+        self._dirty = True
+
+    def _enforce_cap(self, incoming: int) -> None:
+        while self._total + incoming > self.max_bytes and len(self._segments) > 1:
+            self._drop_oldest_segment("spool_full")
+
+    def _drop_oldest_segment(self, reason: str) -> None:
+        victim, following = self._segments[0], self._segments[1]
+        unread = max(0, following.first_seq - max(self._read_seq, victim.first_seq))
+        if unread:
+            log.error("spool %s: over its size limit of %d bytes; dropping the oldest %d "
+                      "entries not yet sent", self.directory, self.max_bytes, unread)
+            self.on_drop(reason, unread, victim.size)
+        self._segments.pop(0)
+        self._remove(victim)
+        self._read_seq = max(self._read_seq, following.first_seq)
+        if following.first_seq - 1 > self._acked:
+            self._set_ack(following.first_seq - 1)
+
+    def _remove(self, segment: _Segment) -> None:
+        if self._reader_seg == segment.first_seq:
+            self._close_reader()
+        self._total -= segment.size
+        try:
+            os.unlink(segment.path)
+        except FileNotFoundError:
+            pass
+
+    def _hold(self, data: bytes, first: int, last: int, meta: bytes | None) -> None:
+        self._held.append(_Held(first, last, data, meta))
+        self._held_bytes += len(data)
+        while self._held_bytes > self.memory_bytes and len(self._held) > 1:
+            old = self._held.popleft()
+            self._held_bytes -= len(old.data)
+            unread = max(0, old.last_seq - max(self._read_seq, old.first_seq) + 1)
+            if unread:
+                self.on_drop("disk_full", unread, len(old.data))
+                log.error("spool %s: disk full and %d bytes held in memory; dropped the "
+                          "oldest %d entries", self.directory, self.memory_bytes, unread)
+            self._read_seq = max(self._read_seq, old.last_seq + 1)
+            if old.last_seq > self._acked:
+                self._set_ack(old.last_seq)
+
+    def _flush_held(self) -> bool:
+        """Write held records to disk, oldest first; True when none are left."""
+        while self._held:
+            held = self._held[0]
+            if not self._disk_write(held.data, held.first_seq, held.last_seq):
+                return False
+            self._held.popleft()
+            self._held_bytes -= len(held.data)
+        return True
+
+    def _sync_until(self, seq: int) -> None:
+        with self._cond:
+            while self._synced_seq < seq and seq <= self._written_seq and not self._closed:
+                if self._syncing:
+                    self._cond.wait()
+                    continue
+                self._syncing = True
+                target, fd = self._written_seq, os.dup(self._fd)
+                self._cond.release()
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    log.error("spool %s: fsync failed: %s", self.directory, exc.strerror)
+                finally:
+                    os.close(fd)
+                    self._cond.acquire()
+                    self._syncing = False
+                self._synced_seq = max(self._synced_seq, target)
+                self._cond.notify_all()
+
+    def _background(self) -> None:
+        interval = self.fsync_interval if self.fsync_interval > 0 else 0.5
+        while not self._stop.wait(interval):
+            self.sync()
+
+    def sync(self) -> None:
+        """fsync what was written, write held entries once the disk has room again."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._held:
+                self._flush_held()
+            closing, self._to_close = self._to_close, []
+            fd = os.dup(self._fd) if self._dirty else -1
+            target = self._written_seq
+            self._dirty = False
+        for old in closing:
+            try:
+                os.fsync(old)
+            except OSError:
+                pass
+            os.close(old)
+        if fd >= 0:
+            try:
+                os.fsync(fd)
+                dir_fd = os.open(self.directory, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+            except OSError as exc:
+                log.error("spool %s: fsync failed: %s", self.directory, exc.strerror)
+            finally:
+                os.close(fd)
+            with self._lock:
+                self._synced_seq = max(self._synced_seq, target)
+
+    # -- reading and acknowledging -----------------------------------------------------
+    def read(self, max_bytes: int, timeout: float) -> list[tuple[int, Entry]]:
+        """Up to about ``max_bytes`` of entries not yet read, oldest first, waiting up to
+        ``timeout`` seconds for the first one. Only one thread may read."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._read_seq >= self._next_seq and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                self._cond.wait(remaining)
+            if self._read_seq > self._written_seq:
+                return self._read_held(max_bytes)
+            segment = self._reader_segment()
+            if segment is None:
+                return []
+            offset, path, size = self._reader_off, segment.path, segment.size
+            is_last = segment is self._segments[-1]
+            min_seq = self._read_seq
+            if self._rfd < 0:
+                self._rfd = os.open(path, os.O_RDONLY)
+            rfd = os.dup(self._rfd)
+        try:
+            want = min(size - offset, max(max_bytes + (64 << 10), _READ_CHUNK))
+            chunk = os.pread(rfd, want, offset) if want > 0 else b""
+        finally:
+            os.close(rfd)
+        out: list[tuple[int, Entry]] = []
+        final = offset + len(chunk) >= size
+        damaged: _Damaged | None = None
+        try:
+            consumed, _, _ = _parse(chunk, offset, final, min_seq, self._labels_cache, out)
+            if consumed == 0 and chunk and not final:  # one record bigger than the chunk
+                length = _HEADER.unpack_from(chunk, 0)[0]
+                rfd2 = os.open(path, os.O_RDONLY)
+                try:
+                    chunk = os.pread(rfd2, HEADER_BYTES + length, offset)
+                finally:
+                    os.close(rfd2)
+                consumed, _, _ = _parse(chunk, offset, True, min_seq, self._labels_cache, out)
+        except _Damaged as exc:
+            damaged = exc
+            consumed = exc.offset - offset
+        with self._cond:
+            if self._reader_seg != segment.first_seq:
+                return []  # the segment was dropped meanwhile; its entries are counted
+            self._reader_off = offset + consumed
+            out = [item for item in out if item[0] >= self._read_seq]
+            if out:
+                self._read_seq = out[-1][0] + 1
+            if damaged is not None:
+                self._skip_damaged(segment, damaged, is_last)
+            elif self._reader_off >= segment.size and not is_last:
+                self._advance_reader()
+            elif is_last and self._reader_off >= segment.size:
+                # everything on disk is read; anything newer is held in memory
+                self._read_seq = max(self._read_seq, min(self._written_seq + 1,
+                                                         self._next_seq))
+        return out
+
+    def _reader_segment(self) -> _Segment | None:
+        if self._reader_seg is not None:
+            for segment in self._segments:
+                if segment.first_seq == self._reader_seg:
+                    return segment
+            self._close_reader()
+        # the segment holding _read_seq: the last one starting at or before it
+        candidate = None
+        for segment in self._segments:
+            if segment.first_seq <= self._read_seq:
+                candidate = segment
+        if candidate is None and self._segments:
+            candidate = self._segments[0]
+        if candidate is not None:
+            self._reader_seg, self._reader_off = candidate.first_seq, 0
+        return candidate
+
+    def _advance_reader(self) -> None:
+        index = [s.first_seq for s in self._segments].index(self._reader_seg)
+        nxt = self._segments[index + 1]
+        self._read_seq = max(self._read_seq, nxt.first_seq)
+        self._close_reader()
+        self._reader_seg, self._reader_off = nxt.first_seq, 0
+
+    def _skip_damaged(self, segment: _Segment, damaged: _Damaged, is_last: bool) -> None:
+        if is_last:
+            end_seq = self._written_seq + 1
+            self._reader_off = segment.size
+        else:
+            index = self._segments.index(segment)
+            end_seq = self._segments[index + 1].first_seq
+        lost = max(0, end_seq - self._read_seq)
+        log.error("spool %s: damaged record at byte %d (%s); skipping the rest of the "
+                  "segment (%d entries lost)", segment.path, damaged.offset, damaged.cause, lost)
+        if lost:
+            self.on_drop("corrupt", lost, segment.size - damaged.offset)
+        self._read_seq = max(self._read_seq, end_seq)
+        if not is_last:
+            self._advance_reader()
+
+    def _read_held(self, max_bytes: int) -> list[tuple[int, Entry]]:
+        out: list[tuple[int, Entry]] = []
+        size = 0
+        for held in self._held:
+            if held.last_seq < self._read_seq:
+                continue
+            _parse(held.data, 0, True, self._read_seq, self._labels_cache, out)
+            size += len(held.data)
+            if size >= max_bytes:
+                break
+        if out:
+            self._read_seq = out[-1][0] + 1
+        return out
+
+    def _close_reader(self) -> None:
+        if self._rfd >= 0:
+            os.close(self._rfd)
+        self._rfd = -1
+        self._reader_seg = None
+        self._reader_off = 0
+
+    def rewind(self) -> None:
+        """Read again from the first entry not acknowledged (after a failed hand-off)."""
+        with self._cond:
+            self._close_reader()
+            self._read_seq = self._acked + 1
+
+    def ack(self, seq: int) -> None:
+        """Everything up to ``seq`` was delivered or deliberately dropped."""
+        with self._cond:
+            if seq <= self._acked or self._closed:
+                return
+            self._set_ack(min(seq, self._next_seq - 1))
+            self._delete_acked()
+            while self._held and self._held[0].last_seq <= self._acked:
+                self._held_bytes -= len(self._held.popleft().data)
+            self._cond.notify_all()
+
+    def _set_ack(self, seq: int) -> None:
+        self._acked = seq
+        data = struct.pack("<Q", seq)
+        path = os.path.join(self.directory, "ack")
+        tmp = path + ".tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data + struct.pack("<I", zlib.crc32(data)))
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:  # disk full: the cursor lags; at worst entries are resent
+            log.debug("spool %s: cannot write the ack file: %s", self.directory, exc.strerror)
+        self._dirty = True
+
+    def _delete_acked(self) -> None:
+        while len(self._segments) > 1 and self._segments[1].first_seq - 1 <= self._acked:
+            self._remove(self._segments.pop(0))
+
+    def wait_acked(self, seq: int, timeout: float) -> bool:
+        """Wait until everything up to ``seq`` is acknowledged."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._acked < seq:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def last_seq(self) -> int:
+        return self._next_seq - 1
+
+    @property
+    def acked_seq(self) -> int:
+        return self._acked
+
+    @property
+    def meta(self) -> bytes | None:
+        """The latest meta record (survives restarts)."""
+        return self._meta
+
+    @property
+    def entries(self) -> int:
+        """Entries not yet acknowledged."""
+        return self._next_seq - 1 - self._acked
+
+    @property
+    def disk_bytes(self) -> int:
+        return self._total
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held_bytes
+
+    def close(self) -> None:
+        """Sync and close; the spool directory keeps whatever was not acknowledged."""
+        if self._closed:
+            return
+        self._stop.set()
+        self._thread.join(5)
+        self.sync()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            if self._held:
+                log.error("spool %s: closing with %d bytes that never reached the disk",
+                          self.directory, self._held_bytes)
+            for fd in [self._fd, *self._to_close]:
+                if fd >= 0:
+                    os.close(fd)
+            self._fd = -1
+            self._to_close = []
+            self._close_reader()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
+
+    def __enter__(self) -> "Spool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_all(directory: str) -> Iterable[tuple[int, Entry]]:  # pragma: no cover - debugging aid
+    """Every entry in a spool directory (for inspection; the spool must not be in use)."""
+    for name in sorted(os.listdir(directory)):
+        if name.endswith(".seg"):
+            with open(os.path.join(directory, name), "rb") as f:
+                out: list[tuple[int, Entry]] = []
+                try:
+                    _parse(f.read(), 0, True, 0, {}, out)
+                except _Damaged:
+                    pass
+                yield from out
