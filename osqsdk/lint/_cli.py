@@ -90,8 +90,7 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
     from osqsdk.lint._inputs import LintInputError
     from osqsdk.lint._report import render
     from osqsdk.lint._runner import lint_paths, unknown_selectors
-    from osqsdk.lint._settings import (SettingsError, find_pyproject, load_settings,
-                                       parse_platforms)
+    from osqsdk.lint._settings import SettingsError, find_pyproject, load_settings, parse_platforms
 
     targets = list(paths) or ["."]
     try:

@@ -11,16 +11,26 @@ from __future__ import annotations
 import glob as globlib
 import os
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from osqsdk.lint._model import DEFAULT_INTERVAL, Document, QueryRecord
 from osqsdk.lint._rule import DocAnchor, FileAnchor, Report
-from osqsdk.lint._text import (JsonError, Positions, SourceText, align, json_string_offsets,
-                               parse_json, parse_yaml, read_source, strip_config)
+from osqsdk.lint._text import (
+    JsonError,
+    Positions,
+    SourceText,
+    align,
+    json_string_offsets,
+    parse_json,
+    parse_yaml,
+    read_source,
+    strip_config,
+)
 from osqsdk.lint.rules import inputs as R
 
-__all__ = ["HARD_SIZE_LIMIT", "Loader", "LintInputError", "parse_interval"]
+__all__ = ["HARD_SIZE_LIMIT", "LintInputError", "Loader", "parse_interval"]
 
 #: Files larger than this are not read at all (osquery's own limit is 1-4 MiB).
 HARD_SIZE_LIMIT = 8 * 1024 * 1024
@@ -165,17 +175,20 @@ class Loader:
 
     def load_text(self, display: str, text: str, kind: str | None = None) -> Document | None:
         """Load a document given as text (for :func:`osqsdk.lint.lint_text`)."""
-        source = SourceText(text)
-        kind = kind or SUFFIXES.get(Path(display).suffix.lower()) or _sniff(text)
-        if kind == "json":
-            doc = self._load_json(display, source, True, None, None)
-        elif kind == "yaml":
-            doc = self._load_yaml(display, source, True, display)
-        else:
-            doc = self._load_sql(display, source, display)
+        doc = self._parse(display, display, SourceText(text), True, kind=kind)
         if doc is not None:
             self.documents.append(doc)
         return doc
+
+    def _parse(self, display: str, real: str, source: SourceText, explicit: bool, *,
+               kind: str | None = None, pack_name: str | None = None,
+               parent: Document | None = None) -> Document | None:
+        kind = kind or SUFFIXES.get(Path(real).suffix.lower()) or _sniff(source.text)
+        if kind == "json":
+            return self._load_json(display, source, explicit, pack_name, parent)
+        if kind == "yaml":
+            return self._load_yaml(display, source, explicit, real)
+        return self._load_sql(display, source, real)
 
     def load(self, display: str, real: str, explicit: bool, *, pack_name: str | None = None,
              parent: Document | None = None) -> Document | None:
@@ -185,15 +198,7 @@ class Loader:
         source = self._read(display, real)
         if source is None:
             return None
-        kind = SUFFIXES.get(Path(real).suffix.lower())
-        if kind is None:
-            kind = _sniff(source.text)
-        if kind == "json":
-            doc = self._load_json(display, source, explicit, pack_name, parent)
-        elif kind == "yaml":
-            doc = self._load_yaml(display, source, explicit, real)
-        else:
-            doc = self._load_sql(display, source, real)
+        doc = self._parse(display, real, source, explicit, pack_name=pack_name, parent=parent)
         if doc is not None:
             if pack_name is None:
                 self._loaded[key] = doc

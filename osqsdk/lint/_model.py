@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from osqsdk.lint._settings import Settings
@@ -65,21 +65,19 @@ class Document:
 
     path: str
     kind: str
-    source: "SourceText"
+    source: SourceText
     value: Any = None
-    positions: "Positions | None" = None
-    stripped: "StrippedText | None" = None
+    positions: Positions | None = None
+    stripped: StrippedText | None = None
     queries: list[QueryRecord] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     packs: dict[str, dict[str, Any]] = field(default_factory=dict)
     pack_name: str | None = None
-    parent: "Document | None" = None
+    parent: Document | None = None
     fleet: bool = False
     yaml_positions: list[Any] = field(default_factory=list)  # per YAML doc: Positions
-    structure: list[tuple[str, tuple[Any, ...], Any]] = field(default_factory=list)
     pack_refs: list[tuple[str, str, tuple[Any, ...]]] = field(default_factory=list)
     views: dict[str, QueryRecord] = field(default_factory=dict)
-    sql_maps: dict[int, Callable[[int], int]] = field(default_factory=dict)
     size: int = 0
 
     def file_offset(self, offset: int) -> int:
@@ -99,7 +97,7 @@ class Document:
             return None
         return self.file_offset(found[0]), self.file_offset(max(found[0], found[1] - 1)) + 1
 
-    def positions_for(self, path: tuple[Any, ...]) -> "Positions | None":
+    def positions_for(self, path: tuple[Any, ...]) -> Positions | None:
         if self.kind == "fleet":
             if path and isinstance(path[0], int) and path[0] < len(self.yaml_positions):
                 return self.yaml_positions[path[0]]
@@ -113,15 +111,15 @@ class QueryUnit:
 
     record: QueryRecord
     document: Document
-    parsed: "Parsed"
-    analyses: list["Analysis"]
-    schema: "Schema"
-    settings: "Settings"
+    parsed: Parsed
+    analyses: list[Analysis]
+    schema: Schema
+    settings: Settings
     platforms: frozenset[str] | None  # None: every platform
     cost: Any = None
 
     @property
-    def analysis(self) -> "Analysis | None":
+    def analysis(self) -> Analysis | None:
         return self.analyses[0] if self.analyses else None
 
 
@@ -131,5 +129,5 @@ class LintRun:
 
     documents: list[Document]
     units: list[QueryUnit]
-    settings: "Settings"
-    schema: "Schema"
+    settings: Settings
+    schema: Schema

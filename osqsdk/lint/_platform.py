@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["HOST_PLATFORMS", "FLEET_PLATFORMS", "KNOWN_TOKENS", "matching", "tokens"]
+__all__ = ["FLEET_PLATFORMS", "HOST_PLATFORMS", "KNOWN_TOKENS", "matching", "tokens"]
 
 HOST_PLATFORMS = frozenset({"darwin", "linux", "windows", "freebsd"})
 FLEET_PLATFORMS = frozenset({"darwin", "linux", "windows", "chrome"})

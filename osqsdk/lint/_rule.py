@@ -16,8 +16,9 @@ turns anchors into file positions. There are three kinds of rule:
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from osqsdk.lint._model import Document, LintRun, QueryUnit
@@ -57,7 +58,7 @@ class FileAnchor:
 class Report:
     """What a rule yields: itself, the facts, where, and (for run rules) which document."""
 
-    rule: type["Rule"]
+    rule: type[Rule]
     args: tuple[tuple[str, Any], ...]
     anchor: SqlAnchor | DocAnchor | FileAnchor
     unit: Any = None
@@ -93,7 +94,7 @@ class Rule:
 class QueryRule(Rule):
     """A rule over one query: ``check(unit)`` yields reports, anchored in the SQL."""
 
-    def check(self, unit: "QueryUnit") -> Iterator[Report]:
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         raise NotImplementedError
 
     def at(self, node: Any = None, /, **args: Any) -> Report:
@@ -107,12 +108,12 @@ class QueryRule(Rule):
 class DocumentRule(Rule):
     """A rule over one config, pack or Fleet file: ``check(document)`` yields reports."""
 
-    def check(self, document: "Document") -> Iterator[Report]:
+    def check(self, document: Document) -> Iterator[Report]:
         raise NotImplementedError
 
 
 class RunRule(Rule):
     """A rule over a whole run: ``check(run)`` yields reports naming their document."""
 
-    def check(self, run: "LintRun") -> Iterator[Report]:
+    def check(self, run: LintRun) -> Iterator[Report]:
         raise NotImplementedError

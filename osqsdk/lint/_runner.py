@@ -13,16 +13,25 @@ import functools
 import gc
 import os
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from osqsdk.lint._finding import Finding, severity_rank
 from osqsdk.lint._model import Document, LintRun, QueryRecord, QueryUnit
-from osqsdk.lint._rule import (DocAnchor, DocumentRule, FileAnchor, QueryRule, Report, Rule,
-                               RunRule, SqlAnchor)
+from osqsdk.lint._rule import (
+    DocAnchor,
+    DocumentRule,
+    FileAnchor,
+    QueryRule,
+    Report,
+    Rule,
+    RunRule,
+    SqlAnchor,
+)
 from osqsdk.lint._settings import Settings
 
-__all__ = ["LintResult", "NOQA", "lint_paths", "lint_text", "selected_rules"]
+__all__ = ["NOQA", "LintResult", "lint_paths", "lint_text", "selected_rules"]
 
 #: A suppression comment. Examples (each on its own line):
 #:   ``// osqsdk: ignore[OSQ302]``        JSON: the next line's entry (and all inside it)
@@ -230,7 +239,7 @@ def run_documents(documents: list[Document], loader_reports: list[Report], setti
         for rec in doc.queries:
             try:
                 unit = engine.unit(doc, rec)
-            except Exception as exc:  # a bug of ours must not hide the other findings
+            except Exception as exc:  # noqa: BLE001 - a bug of ours must not hide the rest
                 reports.append(_failed(exc, DocAnchor(rec.path), doc))
                 continue
             units.append(unit)
@@ -238,14 +247,14 @@ def run_documents(documents: list[Document], loader_reports: list[Report], setti
                 try:
                     for rep in rule.check(unit):
                         reports.append(Report(rep.rule, rep.args, rep.anchor, unit, doc))
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - reported as OSQ009
                     reports.append(_failed(exc, DocAnchor(rec.path), doc, rule))
         for rule in doc_rules:
             try:
                 for rep in rule.check(doc):
                     reports.append(Report(rep.rule, rep.args, rep.anchor, None,
                                           rep.document or doc))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported as OSQ009
                 reports.append(_failed(exc, FileAnchor(1, 1), doc, rule))
         if progress is not None:
             progress(i + 1, total)
@@ -253,7 +262,7 @@ def run_documents(documents: list[Document], loader_reports: list[Report], setti
     for rule in run_rules:
         try:
             reports.extend(rule.check(run))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as OSQ009
             if documents:
                 reports.append(_failed(exc, FileAnchor(1, 1), documents[0], rule))
     findings = _place(reports, documents, settings, engine)

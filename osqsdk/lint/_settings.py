@@ -26,7 +26,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +58,8 @@ class Settings:
     query_ms_per_day: float = 3_600_000.0
     pack_ms_per_day: float = 21_600_000.0
     base_dir: str = "."
-    progress: bool = False
 
-    def with_(self, **changes: Any) -> "Settings":
+    def with_(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def ignored_for(self, path: str) -> tuple[str, ...]:
@@ -192,9 +191,3 @@ def load_settings(pyproject: Path | None) -> Settings:
             kw[attr] = float(budget[key])
     return Settings(**kw)
 
-
-def field_names() -> list[str]:
-    return [f.name for f in Settings.__dataclass_fields__.values()]  # type: ignore[attr-defined]
-
-
-_ = field

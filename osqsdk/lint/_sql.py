@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from sqlglot import exp
 from sqlglot.dialects.sqlite import SQLite
@@ -194,7 +195,7 @@ class Source:
     node: exp.Expression
     table: TableSchema | None = None
     columns: dict[str, str] | None = None  # lower name -> spelling; None = anything
-    block: "Block | None" = None
+    block: Block | None = None
 
     def has(self, name: str) -> bool | None:
         """True/False whether the source has column ``name``; None when it cannot be told."""
@@ -216,7 +217,7 @@ class Block:
     """One SELECT: its sources, the columns USING/NATURAL merged, its output aliases."""
 
     node: exp.Expression
-    parent: "Block | None"
+    parent: Block | None
     sources: list[Source] = field(default_factory=list)
     merged: set[str] = field(default_factory=set)
     aliases: set[str] = field(default_factory=set)
@@ -309,7 +310,7 @@ class _Analyzer:
 
     def run(self, statement: exp.Expression) -> Analysis:
         self.result = Analysis(statement)
-        if isinstance(statement, QUERY_TYPES) or isinstance(statement, exp.Subquery):
+        if isinstance(statement, (*QUERY_TYPES, exp.Subquery)):
             outputs, nodes = self.query(statement, None, {})
             self.result.outputs = outputs
             self.result.output_nodes = nodes
@@ -472,17 +473,11 @@ class _Analyzer:
             if table is None:
                 self.result.unknown_tables.append(src)
             return src
-        if isinstance(node, (exp.Subquery, *QUERY_TYPES)):
+        if isinstance(node, (exp.Subquery, exp.Values, *QUERY_TYPES)):
+            kind = "values" if isinstance(node, exp.Values) else "derived"
             outputs, _ = self.query(node, block.parent, ctes)
             names = alias_cols or outputs
-            src = Source(alias.lower(), alias or "(subquery)", "derived", node, None,
-                         None if names is None else {n.lower(): n for n in names}, block)
-            self.result.sources.append(src)
-            return src
-        if isinstance(node, exp.Values):
-            outputs, _ = self.query(node, block.parent, ctes)
-            names = alias_cols or outputs
-            src = Source(alias.lower(), alias or "(values)", "values", node, None,
+            src = Source(alias.lower(), alias or f"({kind})", kind, node, None,
                          None if names is None else {n.lower(): n for n in names}, block)
             self.result.sources.append(src)
             return src
@@ -529,14 +524,14 @@ class _Analyzer:
         stack = [node]
         while stack:
             n = stack.pop()
-            if isinstance(n, QUERY_TYPES) or (isinstance(n, exp.Subquery)):
+            if isinstance(n, (*QUERY_TYPES, exp.Subquery)):
                 self.query(n, block, ctes)
                 continue
             if isinstance(n, exp.Column):
                 if not isinstance(n.this, exp.Star):
                     self.column(n, block)
                 continue
-            if isinstance(n, exp.Func) or isinstance(n, exp.Anonymous):
+            if isinstance(n, (exp.Func, exp.Anonymous)):
                 self.function(n)
             for value in n.args.values():
                 if isinstance(value, exp.Expression):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 __all__ = ["conforms", "errors", "schema_for"]
 
@@ -27,7 +28,7 @@ _TYPES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def schema_for(name: str) -> dict[str, Any]:
     """A shipped schema: ``config``, ``pack`` or ``fleet``."""
     from osqsdk.schema import read_data
@@ -83,9 +84,7 @@ def conforms(value: Any, schema: dict[str, Any], root: dict[str, Any] | None = N
             if key in props:
                 if not conforms(item, props[key], root):
                     return False
-            elif extra is False:
-                return False
-            elif isinstance(extra, dict) and not conforms(item, extra, root):
+            elif extra is False or isinstance(extra, dict) and not conforms(item, extra, root):
                 return False
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         items = schema["items"]

@@ -16,7 +16,7 @@ import bisect
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["JsonError", "Positions", "SourceText", "align", "parse_json", "parse_yaml",
            "read_source", "strip_config"]
@@ -86,8 +86,7 @@ def read_source(data: bytes) -> tuple[str | None, str | None, tuple[int, int]]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 (byte 0x{data[exc.start]:02x})", _byte_position(data, exc.start)
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = text.removeprefix("\ufeff")
     return text, None, (1, 1)
 
 
@@ -155,7 +154,7 @@ def strip_config(text: str) -> StrippedText:
     for raw in joined.split("\n"):
         lead = len(raw) - len(raw.lstrip(_SPACE))
         line = raw.strip(_SPACE)
-        if line.startswith("#") or line.startswith("//"):
+        if line.startswith(("#", "//")):
             comments.append((_orig_offset(a + lead, joins), line))
         else:
             starts.append(length)
@@ -370,9 +369,7 @@ def yaml_depth_exceeds(text: str, limit: int = MAX_YAML_DEPTH) -> int | None:
     quote = ""
     for i, ch in enumerate(text):
         if quote:
-            if ch == quote:
-                quote = ""
-            elif ch == "\n":
+            if ch == quote or ch == "\n":
                 quote = ""
             continue
         if ch in "\"'" and (i == 0 or text[i - 1] in " \t[{,:\n-"):
@@ -488,9 +485,3 @@ def _build(loader: Any, node: Any, path: tuple[Any, ...], pos: Positions,
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
-
-
-def iter_lines(text: str) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line) pairs."""
-    for i, line in enumerate(text.split("\n"), 1):
-        yield i, line

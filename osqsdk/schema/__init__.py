@@ -69,7 +69,7 @@ def data_file(name: str) -> Path:
                       f"and {checkout.parent})")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read_data(name: str) -> Any:
     """Decoded JSON of a shipped data file (cached; treat it as read-only)."""
     with open(data_file(name), encoding="utf-8") as fh:

@@ -18,12 +18,12 @@ import re
 import shutil
 import subprocess
 import sys
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from osqsdk._columns import ColumnType
 from osqsdk.errors import SchemaError
-from osqsdk.schema._load import (FORMAT, apply_versions, detect_format, read_json,
-                                 schema_from_data)
+from osqsdk.schema._load import FORMAT, apply_versions, detect_format, read_json, schema_from_data
 from osqsdk.schema._model import ColumnSchema, Schema, TableSchema, version_key
 
 __all__ = ["FUNCTIONS_FORMAT", "enrich", "functions_document", "import_schema",

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from osqsdk._columns import ColumnType
 from osqsdk.errors import PluginDefinitionError, SchemaError

@@ -6,9 +6,9 @@ what a table means; these types only say what exists, with which flags, where an
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Iterable, Iterator, Mapping
 
 from osqsdk._columns import ColumnType
 
@@ -157,7 +157,7 @@ class TableSchema:
         out["columns"] = [c.to_json() for c in self.columns]
         return out
 
-    def with_(self, **changes: object) -> "TableSchema":
+    def with_(self, **changes: object) -> TableSchema:
         """A copy with ``changes`` applied."""
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -212,7 +212,7 @@ class Schema:
                 return table
         return None
 
-    def merged(self, other: "Schema") -> "Schema":
+    def merged(self, other: Schema) -> Schema:
         """This schema plus ``other``'s tables; ``other`` wins on a name clash."""
         tables = dict(self._tables)
         tables.update(other._tables)
@@ -221,6 +221,6 @@ class Schema:
                       osquery_version=other.osquery_version or self.osquery_version,
                       sources=self.sources + other.sources)
 
-    def with_tables(self, extra: Iterable[TableSchema]) -> "Schema":
+    def with_tables(self, extra: Iterable[TableSchema]) -> Schema:
         """This schema plus ``extra`` tables (they win on a name clash)."""
         return self.merged(Schema(extra))

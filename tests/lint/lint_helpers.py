@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from osqsdk.lint import lint_paths
 from osqsdk.lint._settings import Settings
 

@@ -12,8 +12,14 @@ import pytest
 
 from osqsdk.lint import lint_paths
 from osqsdk.lint._runner import LintResult
-from osqsdk.lint.rules import (AmbiguousColumn, SyntaxError_, UnknownColumn, UnknownFunction,
-                               UnknownTable, WrongArgumentCount)
+from osqsdk.lint.rules import (
+    AmbiguousColumn,
+    SyntaxError_,
+    UnknownColumn,
+    UnknownFunction,
+    UnknownTable,
+    WrongArgumentCount,
+)
 from osqsdk.schema import read_data
 
 # Findings that stand for a defect in the corpora (style and cost advice is left out:

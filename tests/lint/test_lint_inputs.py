@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from lint_helpers import assert_findings, codes, lint_file
+
 from osqsdk.cli import main
 from osqsdk.lint import LintInputError, lint_paths
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from lint_helpers import codes, lint_file
 
 PACK = """{{

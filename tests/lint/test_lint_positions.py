@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from lint_helpers import lint_file
 
 
@@ -20,10 +19,10 @@ def _text_at(path: Path, line: int, col: int, n: int) -> str:
 
 @pytest.mark.parametrize("name,text,token", [
     ("plain", '{"queries": {"a": {"query": "SELECT nmae FROM processes"}}}', "nmae"),
-    ("escaped quotes before", '{"queries": {"a": {"query": "SELECT \\"x\\" AS y, nmae FROM '
-                              'processes"}}}', "nmae"),
-    ("unicode escape before", '{"queries": {"a": {"query": "SELECT \'\\u00e9\' AS e, nmae '
-                              'FROM processes"}}}', "nmae"),
+    ("escaped quotes before", ('{"queries": {"a": {"query": "SELECT \\"x\\" AS y, nmae FROM '
+                               'processes"}}}'), "nmae"),
+    ("unicode escape before", ('{"queries": {"a": {"query": "SELECT \'\\u00e9\' AS e, nmae '
+                               'FROM processes"}}}'), "nmae"),
     ("tab escape before", '{"queries": {"a": {"query": "SELECT\\tnmae FROM processes"}}}',
      "nmae"),
 ])

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from lint_helpers import CASES, lint_file, write_schema
 
 

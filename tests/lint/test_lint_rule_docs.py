@@ -6,8 +6,8 @@ import re
 
 import pytest
 import yaml
-
 from lint_helpers import CASES
+
 from osqsdk.cli import main
 from osqsdk.lint.rules import ALL_RULES, rule_by_code
 

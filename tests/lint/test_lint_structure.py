@@ -8,7 +8,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from osqsdk.lint._inputs import Loader
 from osqsdk.lint._structure import conforms, errors, schema_for

@@ -11,8 +11,15 @@ import pytest
 
 from osqsdk._columns import ColumnType
 from osqsdk.errors import SchemaError
-from osqsdk.schema import (ColumnSchema, Schema, TableSchema, default_schema, load_schema,
-                           schema_from_data, version_key)
+from osqsdk.schema import (
+    ColumnSchema,
+    Schema,
+    TableSchema,
+    default_schema,
+    load_schema,
+    schema_from_data,
+    version_key,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = "schema/osquery-site/src/data/osquery_schema_versions/5.23.1.json"

@@ -7,25 +7,64 @@ and cost, OSQ4xx pack and config fields, OSQ5xx decorators.
 from __future__ import annotations
 
 from osqsdk.lint._rule import Rule
-from osqsdk.lint.rules.cost import (EventedTableInSnapshot, FleetLoad, IneffectiveOrderByLimit,
-                                    MissingRequiredConstraint, PackOverBudget, QueryOverBudget,
-                                    RecursiveGlob, SelectStarOnEvents,
-                                    UnconstrainedExpensiveTable)
-from osqsdk.lint.rules.decorators import (DecoratorColumnCollision, DecoratorIntervalNotMinute,
-                                          DecoratorMultipleRows)
-from osqsdk.lint.rules.inputs import (AnalysisFailed, ConfigTooLarge, DuplicateKey, InvalidJson,
-                                      InvalidStructure, InvalidYaml, SyntaxError_,
-                                      TooDeeplyNested, UnreadableFile)
-from osqsdk.lint.rules.pack import (DuplicateQueryName, IntervalOutOfRange, MissingPackFile,
-                                    PackPathOutsideInputs, ReservedQueryName,
-                                    ScheduledNameCollision, ShardOutOfRange,
-                                    SnapshotWithRemoved, UndefinedFleetQuery, UnknownKey)
-from osqsdk.lint.rules.platform import (ColumnNotOnPlatform, PlatformConflict,
-                                        TableNotOnPlatform, UnknownPlatform)
-from osqsdk.lint.rules.sql import (AmbiguousColumn, DoubleQuotedString, DuplicateOutputColumn,
-                                   LikeWithoutWildcard, MultipleStatements, NotASelect,
-                                   SelectStar, UnknownColumn, UnknownFunction, UnknownTable,
-                                   WrongArgumentCount)
+from osqsdk.lint.rules.cost import (
+    EventedTableInSnapshot,
+    FleetLoad,
+    IneffectiveOrderByLimit,
+    MissingRequiredConstraint,
+    PackOverBudget,
+    QueryOverBudget,
+    RecursiveGlob,
+    SelectStarOnEvents,
+    UnconstrainedExpensiveTable,
+)
+from osqsdk.lint.rules.decorators import (
+    DecoratorColumnCollision,
+    DecoratorIntervalNotMinute,
+    DecoratorMultipleRows,
+)
+from osqsdk.lint.rules.inputs import (
+    AnalysisFailed,
+    ConfigTooLarge,
+    DuplicateKey,
+    InvalidJson,
+    InvalidStructure,
+    InvalidYaml,
+    SyntaxError_,
+    TooDeeplyNested,
+    UnreadableFile,
+)
+from osqsdk.lint.rules.pack import (
+    DuplicateQueryName,
+    IntervalOutOfRange,
+    MissingPackFile,
+    PackPathOutsideInputs,
+    ReservedQueryName,
+    ScheduledNameCollision,
+    ShardOutOfRange,
+    SnapshotWithRemoved,
+    UndefinedFleetQuery,
+    UnknownKey,
+)
+from osqsdk.lint.rules.platform import (
+    ColumnNotOnPlatform,
+    PlatformConflict,
+    TableNotOnPlatform,
+    UnknownPlatform,
+)
+from osqsdk.lint.rules.sql import (
+    AmbiguousColumn,
+    DoubleQuotedString,
+    DuplicateOutputColumn,
+    LikeWithoutWildcard,
+    MultipleStatements,
+    NotASelect,
+    SelectStar,
+    UnknownColumn,
+    UnknownFunction,
+    UnknownTable,
+    WrongArgumentCount,
+)
 
 __all__ = ["ALL_RULES", "rule_by_code"]
 

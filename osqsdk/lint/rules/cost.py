@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from sqlglot import exp
 
@@ -179,7 +179,7 @@ class UnconstrainedExpensiveTable(QueryRule):
 
         for a in unit.analyses:
             for src in a.tables():
-                cls, facts = table_class(src.table.name, src.table.evented)
+                _, facts = table_class(src.table.name, src.table.evented)
                 if facts.get("unconstrained", 1) <= 1 or src.table.required_columns:
                     continue
                 keys = [c.name for c in src.table.columns if c.index or c.additional]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from osqsdk.lint._rule import DocAnchor, DocumentRule, QueryRule, Report, Rule
 
@@ -192,7 +192,7 @@ class InvalidStructure(DocumentRule):
     message = "{where}: {detail}"
 
     def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
-        from osqsdk.lint._structure import errors, schema_for
+        from osqsdk.lint._structure import errors
 
         for base, value, schema in _parts(document):
             for path, detail in errors(value, schema):

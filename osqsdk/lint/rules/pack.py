@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from osqsdk.lint._rule import DocAnchor, DocumentRule, Report, Rule, RunRule
 from osqsdk.lint._sql import suggest
@@ -66,7 +67,7 @@ class IntervalOutOfRange(DocumentRule):
             low = 0 if rec.kind == "fleet_query" else 1
             if value < low or value > MAX_INTERVAL:
                 yield self.report(DocAnchor(rec.object_path + ("interval",)), interval=value)
-        for name, pack in document.packs.items():
+        for pack in document.packs.values():
             if pack.get("fleet") and isinstance(pack["value"].get("queries"), list):
                 for i, q in enumerate(pack["value"]["queries"]):
                     if isinstance(q, dict) and "interval" in q:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from osqsdk.lint._platform import FLEET_PLATFORMS, KNOWN_TOKENS, matching, tokens
 from osqsdk.lint._rule import DocAnchor, DocumentRule, QueryRule, Report
