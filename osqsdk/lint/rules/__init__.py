@@ -9,7 +9,7 @@ from __future__ import annotations
 from osqsdk.lint._rule import Rule
 from osqsdk.lint.rules.cost import (
     EventedTableInSnapshot,
-    FleetLoad,
+    FleetLoad, UserDataWithoutUsersJoin, EventTimeConstraint, YaraWithoutSignature,
     IneffectiveOrderByLimit,
     MissingRequiredConstraint,
     PackOverBudget,
@@ -77,7 +77,7 @@ ALL_RULES: tuple[type[Rule], ...] = (
     TableNotOnPlatform, ColumnNotOnPlatform, UnknownPlatform, PlatformConflict,
     MissingRequiredConstraint, RecursiveGlob, EventedTableInSnapshot, SelectStarOnEvents,
     UnconstrainedExpensiveTable, QueryOverBudget, PackOverBudget, IneffectiveOrderByLimit,
-    FleetLoad,
+    FleetLoad, UserDataWithoutUsersJoin, EventTimeConstraint, YaraWithoutSignature,
     IntervalOutOfRange, SnapshotWithRemoved, ShardOutOfRange, DuplicateQueryName,
     ReservedQueryName, ScheduledNameCollision, UnknownKey, PackPathOutsideInputs,
     MissingPackFile, UndefinedFleetQuery,

@@ -8,9 +8,10 @@ from sqlglot import exp
 
 from osqsdk.lint._rule import DocAnchor, QueryRule, Report, RunRule
 
-__all__ = ["EventedTableInSnapshot", "FleetLoad", "IneffectiveOrderByLimit",
+__all__ = ["EventTimeConstraint", "EventedTableInSnapshot", "FleetLoad", "IneffectiveOrderByLimit",
            "MissingRequiredConstraint", "PackOverBudget", "QueryOverBudget", "RecursiveGlob",
-           "SelectStarOnEvents", "UnconstrainedExpensiveTable"]
+           "SelectStarOnEvents", "UnconstrainedExpensiveTable", "UserDataWithoutUsersJoin",
+           "YaraWithoutSignature"]
 
 
 class MissingRequiredConstraint(QueryRule):
@@ -395,3 +396,110 @@ def _bytes(n: float) -> str:
             return f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} PB"
+
+
+class UserDataWithoutUsersJoin(QueryRule):
+    """A per-user table is read without joining `users`.
+
+    ## Why is this bad?
+    Tables such as `shell_history`, `chrome_extensions` or `authorized_keys` read the home
+    directory of the user osquery runs as unless the query names the users: run as root
+    by osqueryd, they silently return root's data only (osquery warns once in its log).
+
+    ## Example
+    ```sql
+    SELECT command FROM shell_history;
+    ```
+    Use instead:
+    ```sql
+    SELECT u.username, h.command FROM users u CROSS JOIN shell_history h USING (uid);
+    ```
+
+    ## Known problems
+    Some of these tables (`python_packages`) also list system-wide entries, so an unjoined
+    query is incomplete rather than empty.
+    """
+
+    code = "OSQ310"
+    name = "user-data-without-users-join"
+    severity = "info"
+    message = "{table} reads one user's data unless joined with users (or given a uid)"
+
+    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+        for a in unit.analyses:
+            for src in a.tables():
+                if not src.table.user_data or src.table.column("uid") is None:
+                    continue
+                if a.satisfies_any(src, {"uid"}):
+                    continue
+                yield self.at(src.node.this, table=src.display)
+
+
+class EventTimeConstraint(QueryRule):
+    """A scheduled query on an event table constrains `time`.
+
+    ## Why is this bad?
+    osquery's `events_optimize` makes a scheduled event query read only the events since
+    its previous run; a constraint on `time` turns that off, so every run reads the whole
+    buffer again and, unless the window matches the interval exactly, events are lost or
+    logged twice.
+
+    ## Example
+    ```sql
+    SELECT pid, path FROM process_events WHERE time > (SELECT unix_time - 300 FROM time);
+    ```
+    Use instead:
+    ```sql
+    SELECT pid, path FROM process_events;
+    ```
+
+    ## Known problems
+    Ad-hoc (distributed) queries need the `time` window; the rule only looks at
+    scheduled queries.
+    """
+
+    code = "OSQ311"
+    name = "event-time-constraint"
+    severity = "info"
+    message = "constraint on {table}.time turns off osquery's events_optimize for this query"
+
+    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+        if unit.record.kind not in ("schedule", "pack", "sql") or not unit.record.interval:
+            return
+        for a in unit.analyses:
+            for c in a.constraints:
+                if c.column == "time" and c.source.table is not None and c.source.table.evented:
+                    yield self.at(c.node, table=c.source.display)
+                    break
+
+
+class YaraWithoutSignature(QueryRule):
+    """A YARA table is queried without a signature to scan with.
+
+    ## Why is this bad?
+    `yara_file` and `yara_process` need, besides the path or pid, one of `sig_group`,
+    `sigfile` or `sigrule`; without one osquery has nothing to match and returns an error
+    for every row. osquery's schema cannot mark "one of these three" as required, so the
+    required-constraint rule does not see it.
+
+    ## Example
+    ```sql
+    SELECT matches FROM yara_file WHERE path = '/bin/ls';
+    ```
+    Use instead:
+    ```sql
+    SELECT matches FROM yara_file WHERE path = '/bin/ls' AND sigfile = '/etc/osquery/yara/malware.yar';
+    ```
+    """
+
+    code = "OSQ312"
+    name = "yara-without-signature"
+    message = "{table} needs sig_group, sigfile or sigrule in WHERE"
+
+    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+        for a in unit.analyses:
+            for src in a.tables():
+                if src.table.name not in ("yara_file", "yara_process"):
+                    continue
+                if not a.satisfies_any(src, {"sig_group", "sigfile", "sigrule"}):
+                    yield self.at(src.node.this, table=src.display)
