@@ -44,11 +44,24 @@ NOQA = re.compile(r"osqsdk:\s*(ignore-file|ignore)\b(?:\[([^\]]*)\])?")
 
 @dataclass
 class LintResult:
-    """Findings of a run plus the documents and units behind them."""
+    """Findings of a run plus the documents and units behind them.
+
+    It behaves as the sequence of its findings (``for f in lint_paths(...)``, ``len``,
+    indexing), sorted by path, line and column.
+    """
 
     findings: list[Finding]
     run: LintRun | None = None
     files: int = 0
+
+    def __iter__(self) -> Iterator[Finding]:
+        return iter(self.findings)
+
+    def __len__(self) -> int:
+        return len(self.findings)
+
+    def __getitem__(self, index: int) -> Finding:
+        return self.findings[index]
 
     def exit_code(self, fail_on: str = "warning") -> int:
         """1 when a finding is at least as severe as ``fail_on``, else 0."""
