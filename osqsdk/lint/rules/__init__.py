@@ -9,7 +9,8 @@ from __future__ import annotations
 from osqsdk.lint._rule import Rule
 from osqsdk.lint.rules.cost import (
     EventedTableInSnapshot,
-    FleetLoad, UserDataWithoutUsersJoin, EventTimeConstraint, YaraWithoutSignature,
+    EventTimeConstraint,
+    FleetLoad,
     IneffectiveOrderByLimit,
     MissingRequiredConstraint,
     PackOverBudget,
@@ -17,6 +18,8 @@ from osqsdk.lint.rules.cost import (
     RecursiveGlob,
     SelectStarOnEvents,
     UnconstrainedExpensiveTable,
+    UserDataWithoutUsersJoin,
+    YaraWithoutSignature,
 )
 from osqsdk.lint.rules.decorators import (
     DecoratorColumnCollision,
