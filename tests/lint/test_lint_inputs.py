@@ -186,3 +186,18 @@ def test_sql_file_headers(tmp_path: Path) -> None:
     findings = lint_file(tmp_path, "apps.sql", text)
     assert codes(findings) == ["OSQ201"]
     assert findings[0].query == "apps" and (findings[0].line, findings[0].column) == (3, 18)
+
+
+def test_fleet_gitops_path_references(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "queries.yml").write_text(
+        "- name: users\n  query: SELECT nmae FROM users\n  interval: 3600\n")
+    (tmp_path / "default.yml").write_text(
+        "queries:\n"
+        "  - path: lib/queries.yml\n"
+        "  - path: ../../../../../../etc/passwd\n"
+        "  - path: lib/missing.yml\n")
+    findings = lint_paths([str(tmp_path / "default.yml")]).findings
+    got = sorted((f.code, Path(f.path).name) for f in findings)
+    assert got == [("OSQ104", "queries.yml"), ("OSQ408", "default.yml"),
+                   ("OSQ409", "default.yml")]
