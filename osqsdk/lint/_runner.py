@@ -187,13 +187,10 @@ class _Engine:
         else:
             platforms = intersect(matching(rec.platform, fleet=doc.fleet),
                                   matching(rec.pack_platform, fleet=doc.fleet))
-            parent = doc.packs.get(doc.pack_name or "") if doc.pack_name else None
-            del parent
         cost = estimate(analyses[0]) if analyses else None
-        unit = QueryUnit(rec, doc, parsed, analyses, schema, self.settings, platforms, cost)
-        unit.functions = self.functions  # type: ignore[attr-defined]
-        unit.fleetd = _fleetd() if not (doc.fleet or self.settings.fleetd) else None  # type: ignore[attr-defined]
-        return unit
+        fleetd = _fleetd() if not (doc.fleet or self.settings.fleetd) else None
+        return QueryUnit(rec, doc, parsed, analyses, schema, self.settings, platforms, cost,
+                         self.functions, fleetd)
 
 
 def _fleet_pack_records(documents: list[Document]) -> None:
@@ -295,7 +292,6 @@ def _failed(exc: BaseException, anchor: Any, doc: Document, rule: Any = None) ->
 def _place(reports: list[Report], documents: list[Document], settings: Settings,
            engine: _Engine) -> list[Finding]:
     from osqsdk.lint._inputs import sql_offset_map
-    from osqsdk.lint._text import SourceText
 
     maps: dict[int, Callable[[int], int]] = {}
     suppress_cache: dict[int, Any] = {}
@@ -353,7 +349,6 @@ def _place(reports: list[Report], documents: list[Document], settings: Settings,
             continue
         key = (finding.code, finding.path, finding.line, finding.column, finding.message)
         out.setdefault(key, finding)
-    del SourceText
     return sorted(out.values(), key=Finding.sort_key)
 
 
