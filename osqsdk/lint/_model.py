@@ -118,7 +118,7 @@ class QueryUnit:
     platforms: frozenset[str] | None  # None: every platform
     cost: Any = None
     functions: dict[str, tuple[int, ...]] = field(default_factory=dict)  # name -> arities
-    fleetd: "Schema | None" = None  # Fleet's tables, to explain unknown tables outside Fleet
+    fleetd: Schema | None = None  # Fleet's tables, to explain unknown tables outside Fleet
 
     @property
     def analysis(self) -> Analysis | None:
