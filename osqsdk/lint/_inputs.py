@@ -116,7 +116,13 @@ class Loader:
         return files
 
     def _walk(self, display_root: str, real_root: str) -> Iterator[tuple[str, str, bool]]:
-        for dirpath, dirnames, filenames in os.walk(real_root, followlinks=False):
+        def unreadable_dir(exc: OSError) -> None:
+            where = os.path.join(display_root, os.path.relpath(exc.filename or real_root,
+                                                               real_root))
+            self._unreadable(os.path.normpath(where), _os_cause(exc))
+
+        for dirpath, dirnames, filenames in os.walk(real_root, followlinks=False,
+                                                    onerror=unreadable_dir):
             dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS
                                  and not d.startswith("."))
             rel_dir = os.path.relpath(dirpath, real_root)
