@@ -55,6 +55,10 @@ def test_pre_commit_runs_the_hook(tmp_path: Path) -> None:
                               check=False)
 
     ok = run()
+    offline = ("NewConnectionError", "Temporary failure in name resolution",
+               "No matching distribution found")
+    if ok.returncode != 0 and any(m in ok.stdout + ok.stderr for m in offline):
+        pytest.skip("pre-commit could not install the hook: no package index reachable")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "osqsdk lint" in ok.stdout and "Passed" in ok.stdout
     (work / "bad.conf").write_text(
