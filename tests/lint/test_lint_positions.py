@@ -72,3 +72,19 @@ def test_syntax_error_position(tmp_path: Path) -> None:
     findings = lint_file(tmp_path, "q.sql", "SELECT pid\nFROM processes\nWHERE pid = = 1")
     f = next(f for f in findings if f.code == "OSQ001")
     assert f.line == 3
+
+
+@pytest.mark.parametrize("name,text,where", [
+    ("p.conf", '{\r\n  // c\r\n  "queries": {"a": {"query": "SELECT nmae FROM processes"}}\r\n}\r\n',
+     (3, 38)),
+    ("p.yml", "kind: query\r\nspec:\r\n  name: a\r\n  query: SELECT nmae FROM processes\r\n",
+     (4, 17)),
+    ("p.sql", "-- platform: linux\r\nSELECT nmae FROM processes\r\n", (2, 8)),
+])
+def test_crlf_files(tmp_path: Path, name: str, text: str, where: tuple[int, int]) -> None:
+    path = tmp_path / name
+    path.write_bytes(text.encode())
+    from osqsdk.lint import lint_paths
+
+    findings = lint_paths([str(path)]).findings
+    assert _where(findings, "OSQ104") == where
