@@ -12,6 +12,7 @@ import apsw
 from osqsdk._plugin import Plugin
 from osqsdk._table import TablePlugin
 from osqsdk.errors import PluginDefinitionError, QueryError
+from osqsdk.runner import _functions
 from osqsdk.runner._fixtures import Fixtures
 from osqsdk.runner._sources import FixtureSource, PluginSource, RemoteSource
 from osqsdk.runner._values import result_text
@@ -61,14 +62,8 @@ class Engine:
         self.tick = 0
         self._lock = threading.RLock()
         self.connection = apsw.Connection(":memory:")
-        try:
-            from osqsdk.runner import _functions
-        except ImportError:  # pragma: no cover - during development only
-            _functions = None
-        if _functions is not None:
-            _functions.register(self.connection)
-        self._float = apsw.Connection(":memory:")
-        self.module = VirtualTableModule(self.connection, self._float_text)
+        _functions.register(self.connection)
+        self.module = VirtualTableModule(self.connection)
         self.tables: dict[str, Any] = {}
         self.plugins: dict[str, dict[str, Plugin]] = {}
         self.remote_loggers: dict[str, Any] = {}
@@ -86,9 +81,6 @@ class Engine:
 
     def _fixture_rows(self, name: str):  # type: ignore[no-untyped-def]
         return lambda: self.fixtures.rows(name, self.tick)
-
-    def _float_text(self, value: float) -> str:
-        return self._float.execute("SELECT CAST(? AS TEXT)", (value,)).fetchall()[0][0]
 
     def _attach(self, source: Any) -> None:
         self.module.attach(source)
@@ -233,7 +225,6 @@ class Engine:
 
     def close(self) -> None:
         self.connection.close()
-        self._float.close()
 
     def __enter__(self) -> "Engine":
         return self

@@ -68,6 +68,8 @@ from typing import Any
 
 import apsw
 
+from osqsdk.runner._values import real_text as _real_text
+
 __all__ = ["COLLATIONS", "FUNCTIONS", "SHADOWED_BUILTINS", "SLEEP_CAP_SECONDS", "register"]
 
 _log = logging.getLogger(__name__)
@@ -91,16 +93,6 @@ _CMD_ESCAPE = b"^" if os.name == "nt" else b"\\"
 # --------------------------------------------------------------------------------------
 # SQLite value conversions, as the C API performs them
 # --------------------------------------------------------------------------------------
-def _real_text(value: float) -> str:
-    """Text of a REAL as SQLite 3.42 renders it (``%!.15g``)."""
-    if math.isinf(value):
-        return "Inf" if value > 0 else "-Inf"
-    mantissa, marker, exponent = format(value, ".15g").partition("e")
-    if "." not in mantissa:
-        mantissa += ".0"
-    return mantissa + marker + exponent
-
-
 def _text_bytes(value: Any) -> bytes | None:
     """``sqlite3_value_text`` with its full ``sqlite3_value_bytes`` length; None for NULL."""
     if value is None:

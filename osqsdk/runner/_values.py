@@ -17,7 +17,7 @@ from typing import Any
 
 from osqsdk._columns import ColumnType
 
-__all__ = ["c_strtod", "c_strtol", "constraint_text", "result_text", "to_sqlite"]
+__all__ = ["c_strtod", "c_strtol", "constraint_text", "real_text", "result_text", "to_sqlite"]
 
 # std::stol/std::stoll with base 0 (osquery's tryTo<long>(value, 0)): leading whitespace,
 # a sign, then 0x… hex, 0… octal or decimal; the longest valid prefix counts and trailing
@@ -67,6 +67,19 @@ def c_strtod(text: str) -> float | None:
     return float(body)
 
 
+def real_text(value: float) -> str:
+    """Text of a REAL as osquery's SQLite (3.42) renders it: ``%!.15g``.
+
+    Newer SQLite prints the shortest round-trip text instead, so this does not ask SQLite.
+    """
+    if math.isinf(value):
+        return "Inf" if value > 0 else "-Inf"
+    mantissa, marker, exponent = format(value, ".15g").partition("e")
+    if "." not in mantissa:
+        mantissa += ".0"
+    return mantissa + marker + exponent
+
+
 def _wrap32(value: int) -> int:
     # sqlite3_result_int takes an int: the 64-bit long is truncated to 32 bits.
     return ((value + 2**31) % 2**32) - 2**31
@@ -96,11 +109,8 @@ def to_sqlite(value: Any, type_: ColumnType) -> Any:
     return _wrap32(number) if type_ is ColumnType.INTEGER else number
 
 
-def constraint_text(value: Any, float_text) -> str | None:  # type: ignore[no-untyped-def]
-    """``sqlite3_value_text`` of a constraint value; None for NULL.
-
-    ``float_text`` turns a float into SQLite's own text form (it differs from Python's).
-    """
+def constraint_text(value: Any) -> str | None:
+    """``sqlite3_value_text`` of a constraint value; None for NULL."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -108,7 +118,7 @@ def constraint_text(value: Any, float_text) -> str | None:  # type: ignore[no-un
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return float_text(value)
+        return real_text(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
     return str(value)

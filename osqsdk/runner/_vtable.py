@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import apsw
 
@@ -264,7 +264,7 @@ class _Cursor:
                 required_done = True  # satisfied whatever the value (osquery's xFilter)
             values = sorted(value, key=_in_order) if position in plan.in_lists else [value]
             for item in values:
-                text = constraint_text(item, table.module.float_text)
+                text = constraint_text(item)
                 # osqueryd drops NULL values, and empty ones outside IN lists.
                 if text is None or (text == "" and position not in plan.in_lists):
                     continue
@@ -318,7 +318,6 @@ class VirtualTableModule:
     """Attaches TableSources to an apsw connection as osquery virtual tables."""
 
     connection: apsw.Connection
-    float_text: Callable[[float], str]
     calls: list[CallRecord] = field(default_factory=list)
     record_calls: bool = True
 
