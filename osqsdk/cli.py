@@ -10,6 +10,7 @@ Exit codes: 0 success, 1 findings or a failed check, 2 usage or I/O error.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from typing import Sequence
 

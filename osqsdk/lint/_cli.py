@@ -60,11 +60,15 @@ def _progress_printer(stream):  # type: ignore[no-untyped-def]
 @click.option("--skip-other-files", is_flag=True,
               help="Skip JSON/YAML files that are not osquery or Fleet documents even when "
                    "named on the command line (what the pre-commit hook does).")
+@click.option("--cost", "cost_report", is_flag=True,
+              help="After the findings, print the cost model's estimate for every scheduled "
+                   "query and pack (per run, runs a day, per day, and why).")
 def lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
          extend_select: str | None, ignore: str | None, platform: str | None,
          osquery_version: str | None, schema_files: tuple[str, ...], fleetd: bool | None,
          hosts: int | None, fail_on: str | None, config_file: str | None, no_config: bool,
-         exit_zero: bool, quiet: bool, no_progress: bool, skip_other_files: bool) -> int:
+         exit_zero: bool, quiet: bool, no_progress: bool, skip_other_files: bool,
+         cost_report: bool) -> int:
     """Lint osquery configs, packs, Fleet YAML and .sql files (default: the current directory).
 
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage or I/O error.
@@ -75,7 +79,7 @@ def lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
     try:
         return _lint(paths, fmt, select, extend_select, ignore, platform, osquery_version,
                      schema_files, fleetd, hosts, fail_on, config_file, no_config, exit_zero,
-                     quiet, no_progress, skip_other_files)
+                     quiet, no_progress, skip_other_files, cost_report)
     finally:
         gc.freeze()
         gc.enable()
@@ -85,7 +89,8 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
           extend_select: str | None, ignore: str | None, platform: str | None,
           osquery_version: str | None, schema_files: tuple[str, ...], fleetd: bool | None,
           hosts: int | None, fail_on: str | None, config_file: str | None, no_config: bool,
-          exit_zero: bool, quiet: bool, no_progress: bool, skip_other_files: bool) -> int:
+          exit_zero: bool, quiet: bool, no_progress: bool, skip_other_files: bool,
+          cost_report: bool = False) -> int:
     from osqsdk.errors import SchemaError
     from osqsdk.lint._inputs import LintInputError
     from osqsdk.lint._report import render
@@ -127,6 +132,10 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
         click.echo(f"error: {exc}", err=True)
         return 2
     click.echo(render(result.findings, fmt or "text", summary=not quiet), nl=False)
+    if cost_report:
+        from osqsdk.lint._cost import cost_report as render_cost
+
+        click.echo(render_cost(result))
     if exit_zero:
         return 0
     return result.exit_code(settings.fail_on)

@@ -18,7 +18,7 @@ from sqlglot import exp
 
 from osqsdk.lint._sql import Analysis, Source
 
-__all__ = ["QueryCost", "Term", "cost_facts", "estimate"]
+__all__ = ["QueryCost", "Term", "cost_facts", "cost_report", "estimate"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -141,3 +141,32 @@ def estimate(analysis: Analysis) -> QueryCost:
 def _is_key(src: Source, column: str) -> bool:
     col = src.table.column(column) if src.table is not None else None
     return col is not None and (col.index or col.required or col.additional)
+
+
+_SCHEDULED = ("schedule", "pack", "discovery", "fleet_query", "sql")
+
+
+def cost_report(result: Any) -> str:
+    """The cost model's view of every scheduled query of a lint run, grouped by pack:
+    estimated ms per run, runs a day (86400 / interval), ms per day, and the terms behind
+    the estimate; then each pack's total per day."""
+    run = getattr(result, "run", None)
+    units = [u for u in (run.units if run else []) if u.cost is not None
+             and u.record.kind in _SCHEDULED]
+    if not units:
+        return "Cost report: no scheduled queries."
+    lines = ["Cost report (static estimate, see schema/cost.json):"]
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for unit in units:
+        groups.setdefault((unit.document.path, unit.record.pack or "schedule"), []).append(unit)
+    for (path, pack), members in groups.items():
+        total = sum(u.cost.ms * u.record.runs_per_day for u in members)
+        lines.append(f"{path}: pack {pack}: {total / 1000:,.1f} s of work per day "
+                     f"over {len(members)} queries")
+        for unit in members:
+            record, cost = unit.record, unit.cost
+            daily = cost.ms * record.runs_per_day
+            lines.append(f"  {record.name:28s} {cost.label:9s} {cost.ms:8.1f} ms/run "
+                         f"x {record.runs_per_day:7g} runs/day = {daily / 1000:9.1f} s/day"
+                         f"  ({cost.explain()})")
+    return "\n".join(lines)

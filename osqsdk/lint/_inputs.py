@@ -236,8 +236,10 @@ class Loader:
             self.reports.append(R.DuplicateKey.report(
                 FileAnchor(line, col, line, col + len(key) + 2, path=display), key=key))
         if not isinstance(value, dict):
+            if not explicit and not display.endswith(".conf"):
+                return None  # some other JSON file in the tree (fixtures, data)
             self.reports.append(R.InvalidStructure.report(
-                FileAnchor(1, 1, path=display),
+                FileAnchor(1, 1, path=display), where="(top level)",
                 detail="the top level must be a JSON object"))
             return None
         keys = set(value)

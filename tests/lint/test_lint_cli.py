@@ -198,3 +198,16 @@ def test_progress_bar_only_on_a_terminal(tree: Path) -> None:
     os.close(master)
     assert proc.returncode == 1
     assert b"files" in seen and b"#" in seen
+
+
+def test_cost_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pack = tmp_path / "p.conf"
+    pack.write_text('{"queries": {"procs": {"query": "SELECT pid, name FROM processes", '
+                    '"interval": 60}, "users": {"query": "SELECT uid FROM users", '
+                    '"interval": 3600}}}')
+    assert main(["lint", "--no-config", "--cost", str(pack)]) == 0
+    out = capsys.readouterr().out
+    # processes is a process-list table (40 ms) run 1440 times a day: 57.6 s of work.
+    assert "procs" in out and "40.0 ms/run x    1440 runs/day =      57.6 s/day" in out
+    assert "users" in out and "5.0 ms/run x      24 runs/day" in out
+    assert "pack p: 57.7 s of work per day over 2 queries" in out

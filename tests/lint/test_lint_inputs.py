@@ -201,3 +201,18 @@ def test_fleet_gitops_path_references(tmp_path: Path) -> None:
     got = sorted((f.code, Path(f.path).name) for f in findings)
     assert got == [("OSQ104", "queries.yml"), ("OSQ408", "default.yml"),
                    ("OSQ409", "default.yml")]
+
+
+def test_json_that_is_not_an_object(tmp_path: Path) -> None:
+    # Named on the command line (or a .conf): a finding with a readable message.
+    findings = lint_file(tmp_path, "pack.conf", "[1, 2]")
+    assert_findings(findings, "OSQ007")
+    assert findings[0].message == "(top level): the top level must be a JSON object"
+
+
+def test_data_json_inside_a_linted_directory_is_not_a_pack(tmp_path: Path) -> None:
+    (tmp_path / "fixtures").mkdir()
+    (tmp_path / "fixtures" / "users.json").write_text('[{"uid": 0}]')
+    (tmp_path / "pack.conf").write_text('{"queries": {"u": {"query": "SELECT uid FROM users;",'
+                                        ' "interval": 60}}}')
+    assert codes(lint_paths([str(tmp_path)]).findings) == []
