@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import logging
+import queue
 import random
 import threading
 import time
@@ -62,6 +63,10 @@ def _entry_bytes(entry: Entry) -> int:
     for name, value in entry.metadata:
         size += len(name) + len(value)
     return size
+
+
+def _ts(entry: Entry) -> int:
+    return entry.ts_ns
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -121,22 +126,30 @@ class LokiClient:
                            segment_bytes=config.segment_bytes,
                            fsync_interval=config.fsync_interval,
                            memory_bytes=config.memory_tail_bytes, on_drop=self.metrics.drop)
+        first_seq = self.spool.last_seq
         self.metrics.track_spool(lambda: self.spool.entries,
-                                 lambda: self.spool.disk_bytes + self.spool.held_bytes)
+                                 lambda: self.spool.disk_bytes + self.spool.held_bytes,
+                                 lambda: self.spool.last_seq - first_seq)
+        self._line_limit = config.max_line_bytes
         self._pool = pool if pool is not None else make_pool(config)
         self._path = urllib3.util.parse_url(config.url).request_uri
         self._headers = self._base_headers(config)
         self._stopping = threading.Event()
         self._aborted = threading.Event()
-        self._pending: list[tuple[int, Entry]] = []
+        self._pending: list[tuple[int, Entry, int]] = []
         self._split_budget = 0
+        self._flushing = 0
+        self._flush_lock = threading.Lock()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._metrics_server: Any = None
-        self._thread = threading.Thread(target=self._run, name="osqsdk-loki-sender",
+        self._thread = threading.Thread(target=self._run_batcher, name="osqsdk-loki-batcher",
+                                        daemon=True)
+        self._sender = threading.Thread(target=self._run_sender, name="osqsdk-loki-sender",
                                         daemon=True)
         if config.metrics_port is not None:
             self._metrics_server = self.metrics.serve(config.metrics_port, config.metrics_addr)
         if start:
-            self._thread.start()
+            self.start()
 
     @staticmethod
     def _base_headers(config: LokiConfig) -> dict[str, str]:
@@ -155,22 +168,25 @@ class LokiClient:
     def push(self, labels: Mapping[str, str] | str, line: str, ts_ns: int | None = None,
              metadata: Sequence[tuple[str, str]] = ()) -> int:
         """Spool one entry; ``labels`` is a mapping or a label string. Returns its seq."""
-        label_string = labels if isinstance(labels, str) else format_labels(labels)
-        entry = Entry(label_string, time.time_ns() if ts_ns is None else ts_ns,
-                      sanitize_text(line), tuple(metadata))
-        return self.push_entries((entry,))
+        if labels.__class__ is not str:
+            labels = format_labels(labels)  # type: ignore[arg-type]
+        entry = Entry(labels, time.time_ns() if ts_ns is None else ts_ns, line,  # type: ignore[arg-type]
+                      tuple((k, sanitize_text(v)) for k, v in metadata) if metadata else ())
+        if len(line) * 4 > self._line_limit:
+            return self.push_entries((entry,))
+        return self.spool.append_one(entry)
 
     def push_entries(self, entries: Sequence[Entry], *, subsecond: bool = False,
                      meta: bytes | None = None) -> int:
         """Spool entries (checked against max_line_bytes); returns the last seq."""
         limit = self.config.max_line_bytes
+        if len(entries) == 1 and meta is None and len(entries[0].line) * 4 <= limit:
+            return self.spool.append_one(entries[0], subsecond=subsecond)
         checked: Sequence[Entry] = entries
         for index, entry in enumerate(entries):
             if len(entry.line) * 4 > limit and len(entry.line.encode("utf-8")) > limit:
                 checked = self._limit_lines(entries, index)
                 break
-        if checked:
-            self.metrics.received.inc(len(checked))
         return self.spool.append(checked, subsecond=subsecond, meta=meta)
 
     def _limit_lines(self, entries: Sequence[Entry], start: int) -> list[Entry]:
@@ -197,10 +213,19 @@ class LokiClient:
     def start(self) -> None:
         if not self._thread.is_alive():
             self._thread.start()
+            self._sender.start()
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until everything spooled so far is acknowledged (or dropped)."""
-        return self.spool.wait_acked(self.spool.last_seq, timeout)
+        """Send what is spooled now (without waiting for batch_wait) and wait until it is
+        acknowledged or dropped. Returns False on timeout."""
+        with self._flush_lock:
+            self._flushing += 1
+        try:
+            self.spool.wake()
+            return self.spool.wait_acked(self.spool.last_seq, timeout)
+        finally:
+            with self._flush_lock:
+                self._flushing -= 1
 
     def close(self, timeout: float | None = None) -> bool:
         """Send what is spooled for up to ``timeout`` seconds (default ``drain_timeout``),
@@ -215,8 +240,11 @@ class LokiClient:
         """Stop now: no more retries; what is not acknowledged stays in the spool."""
         self._stopping.set()
         self._aborted.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(self.config.timeout + 5)
+        if not self.spool._closed:
+            self.spool.wake()
+        for thread in (self._thread, self._sender):
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(self.config.timeout + 5)
         self.spool.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
@@ -229,69 +257,92 @@ class LokiClient:
         self.close()
 
     # -- sending -------------------------------------------------------------------------
-    def _run(self) -> None:
+    # Two threads: the batcher reads the spool and encodes the next request while the
+    # sender waits for Loki's answer to the current one; a queue of one hands them over,
+    # so at most two batches are in memory and acknowledgements stay in spool order.
+    def _run_batcher(self) -> None:
         try:
             while not self._aborted.is_set():
                 batch = self._collect()
                 if not batch:
                     continue
-                try:
-                    self._send_batch([entry for _, entry in batch])
-                except _Aborted:
-                    return
-                self.spool.ack(batch[-1][0])
+                prepared = self._prepare(batch)
+                while not self._aborted.is_set():
+                    try:
+                        self._queue.put(prepared, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
         except Exception:  # never die silently: the spool keeps the entries
+            log.exception("the Loki batcher stopped on an unexpected error; entries stay in "
+                          "the spool %s", self.spool.directory)
+            self._aborted.set()
+
+    def _run_sender(self) -> None:
+        try:
+            while not self._aborted.is_set():
+                try:
+                    last_seq, streams, body, nbytes = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if streams:
+                    self._split_budget = MAX_SPLIT_REQUESTS
+                    try:
+                        self._deliver(streams, body, nbytes)
+                    except _Aborted:
+                        return
+                self.spool.ack(last_seq)
+        except Exception:
             log.exception("the Loki sender stopped on an unexpected error; entries stay in "
                           "the spool %s", self.spool.directory)
+            self._aborted.set()
 
-    def _collect(self) -> list[tuple[int, Entry]]:
+    def _collect(self) -> list[tuple[int, Entry, int]]:
         limit = self.config.batch_bytes
         wait = self.config.batch_wait
-        batch: list[tuple[int, Entry]] = []
+        batch: list[tuple[int, Entry, int]] = []
         size = 0
         started = 0.0
         while not self._aborted.is_set():
             if self._pending:
                 got, self._pending = self._pending, []
             else:
+                hurry = self._stopping.is_set() or self._flushing > 0
                 if batch:
                     remaining = started + wait - time.monotonic()
                     if remaining <= 0:
                         return batch
-                    if self._stopping.is_set():
-                        remaining = 0.0  # draining: take what is there, do not wait
+                    got = self.spool.read(limit - size, 0.0 if hurry else remaining,
+                                          wait_bytes=limit - size)
                 else:
                     # an empty batch: look again at least every batch_wait/10 (promtail's
                     # tick), so that stop requests are seen
-                    remaining = max(0.01, wait / 10)
-                got = self.spool.read(limit - size, remaining)
+                    got = self.spool.read(limit, max(0.01, wait / 10))
                 if not got:
-                    if batch and (self._stopping.is_set()
-                                  or time.monotonic() >= started + wait):
-                        return batch
-                    if not batch:
+                    if not batch or hurry or time.monotonic() >= started + wait:
                         return batch
                     continue
             for index, item in enumerate(got):
-                item_size = _entry_bytes(item[1])
-                if batch and size + item_size > limit:
+                if batch and size + item[2] > limit:
                     self._pending = got[index:]
                     return batch
                 if not batch:
                     started = time.monotonic()
                 batch.append(item)
-                size += item_size
+                size += item[2]
             if size >= limit:
                 return batch
         return batch
 
-    def _send_batch(self, entries: list[Entry]) -> None:
+    def _prepare(self, batch: list[tuple[int, Entry, int]]) -> tuple[
+            int, list[tuple[str, list[Entry]]], Body | None, int]:
         config = self.config
         now_ns = time.time_ns()
         oldest = now_ns - int(config.max_age * _NS) if config.max_age else None
         newest = now_ns + int(config.max_future * _NS) if config.max_future else None
         streams: dict[str, list[Entry]] = {}
-        for entry in entries:
+        nbytes = 0
+        for _, entry, size in batch:
             if oldest is not None and entry.ts_ns < oldest:
                 self._drop([entry], DropReason.TOO_OLD, "older than max_age")
                 continue
@@ -302,22 +353,26 @@ class LokiClient:
             if stream is None:
                 stream = streams[entry.labels] = []
             stream.append(entry)
-        if not streams:
-            return
+            nbytes += size
         for stream in streams.values():  # Vector's rule: each stream in time order
-            stream.sort(key=lambda e: e.ts_ns)
-        self._split_budget = MAX_SPLIT_REQUESTS
-        self._deliver(list(streams.items()))
+            stream.sort(key=_ts)
+        items = list(streams.items())
+        body = encode(items, config.encoding, config.compression) if items else None
+        return batch[-1][0], items, body, nbytes
 
-    def _deliver(self, streams: list[tuple[str, list[Entry]]]) -> None:
+    def _deliver(self, streams: list[tuple[str, list[Entry]]], body: Body | None = None,
+                 nbytes: int | None = None) -> None:
         attempt = 0
-        while True:
+        if body is None:
             body = encode(streams, self.config.encoding, self.config.compression)
+        while True:
             status, text, retry_after = self._post(body)
             count = body.entries
             if 200 <= status < 300:
                 self.metrics.sent_entries.inc(count)
-                self.metrics.sent_bytes.inc(sum(_entry_bytes(e) for _, es in streams for e in es))
+                self.metrics.sent_bytes.inc(
+                    nbytes if nbytes is not None
+                    else sum(_entry_bytes(e) for _, es in streams for e in es))
                 self.metrics.last_success.set(time.time())
                 if attempt:
                     log.info("Loki accepted a batch of %d entries after %d retries", count,

@@ -62,9 +62,9 @@ def _protobuf(streams: Iterable[tuple[str, Sequence[Entry]]]) -> bytes:
         stream = add_stream(labels=labels)
         add = stream.entries.add
         for entry in entries:
-            item = add(line=entry.line)
-            ts = item.timestamp
-            ts.seconds, ts.nanos = divmod(entry.ts_ns, _NS)
+            seconds, nanos = divmod(entry.ts_ns, _NS)
+            # a dict for the timestamp is the fastest way to fill it with upb
+            item = add(line=entry.line, timestamp={"seconds": seconds, "nanos": nanos})
             if entry.metadata:
                 add_pair = item.structuredMetadata.add
                 for name, value in entry.metadata:

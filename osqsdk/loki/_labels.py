@@ -131,7 +131,7 @@ class Mapper:
                   "counter": str(record.counter), "calendar_time": record.calendar_time,
                   "unix_time": str(record.unix_time)}
         return Entry(self._labels(fields, record.decorations), _seconds_ns(record.unix_time),
-                     sanitize_text(record.raw), self._metadata(fields, record.decorations))
+                     record.raw, self._metadata(fields, record.decorations))
 
     def status(self, record: StatusLog) -> Entry:
         """The entry for one status log: the JSON osquery's own loggers write for it."""
@@ -150,7 +150,7 @@ class Mapper:
     def unparsed(self, line: str, log_type: str = "unparsed") -> Entry:
         """A line that could not be read as osquery's: shipped as is, stamped now."""
         fields = {"log_type": log_type}
-        return Entry(self._labels(fields, {}), _seconds_ns(0), sanitize_text(line), ())
+        return Entry(self._labels(fields, {}), _seconds_ns(0), line, ())
 
     def entries(self, records: Sequence[StatusLog]) -> list[Entry]:
         return [self.status(r) for r in records]

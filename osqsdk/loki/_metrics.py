@@ -14,6 +14,7 @@ import enum
 from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 
 __all__ = ["DropReason", "LokiMetrics"]
 
@@ -43,14 +44,29 @@ class MutateReason(str, enum.Enum):
     LINE_TOO_LONG = "line_too_long"   #: truncated to max_line_bytes
 
 
+class _CallbackCounter:
+    """A counter whose value a function gives (prometheus_client custom collector)."""
+
+    def __init__(self, name: str, documentation: str, value: Callable[[], float]) -> None:
+        self.name, self.documentation, self.value = name, documentation, value
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [CounterMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> list[CounterMetricFamily]:
+        return [CounterMetricFamily(self.name, self.documentation, value=self.value())]
+
+
 class LokiMetrics:
     """The collectors; ``registry`` is what the metrics endpoint serves."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.received = Counter("osqsdk_loki_received_entries", "Entries accepted into the "
-                                "spool.", registry=r)
+        # Counted by the spool's sequence numbers, free on the hot path.
+        self._received: Callable[[], float] = lambda: 0.0
+        r.register(_CallbackCounter("osqsdk_loki_received_entries",
+                                    "Entries accepted into the spool.", lambda: self._received()))
         self.sent_entries = Counter("osqsdk_loki_sent_entries", "Entries Loki acknowledged.",
                                     registry=r)
         self.sent_bytes = Counter("osqsdk_loki_sent_bytes", "Line and structured metadata "
@@ -83,18 +99,20 @@ class LokiMetrics:
         self.results = Counter("osquery_results", "osquery result rows by query name and "
                                "action.", ["name", "action"], registry=r)
 
-    def track_spool(self, entries: Callable[[], float], nbytes: Callable[[], float]) -> None:
+    def track_spool(self, entries: Callable[[], float], nbytes: Callable[[], float],
+                    received: Callable[[], float]) -> None:
         self.spool_entries.set_function(entries)
         self.spool_bytes.set_function(nbytes)
+        self._received = received
 
     def drop(self, reason: DropReason | str, entries: int, nbytes: int) -> None:
         label = reason.value if isinstance(reason, DropReason) else reason
         self.dropped_entries.labels(label).inc(entries)
         self.dropped_bytes.labels(label).inc(nbytes)
 
-    def value(self, name: str, **labels: str) -> float:
+    def value(self, metric: str, /, **labels: str) -> float:
         """A sample's current value (0 when absent), for tests and the CLI."""
-        found = self.registry.get_sample_value(name, labels)
+        found = self.registry.get_sample_value(metric, labels)
         return 0.0 if found is None else found
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> Any:

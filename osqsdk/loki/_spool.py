@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from osqsdk.loki._errors import SpoolError
-from osqsdk.loki._labels import Entry
+from osqsdk.loki._labels import Entry, sanitize_text
 
 __all__ = ["DropCallback", "Spool"]
 
@@ -59,6 +59,7 @@ _ACK = struct.Struct("<QI")          # seq, crc32 of seq
 HEADER_BYTES = _HEADER.size
 MAX_RECORD_BYTES = 64 << 20
 _READ_CHUNK = 1 << 20
+_RECENT_LIMIT = 8 << 20
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 _NS = 1_000_000_000
 
@@ -86,16 +87,28 @@ def _segment_name(first_seq: int) -> str:
     return f"{first_seq:020d}.seg"
 
 
-def encode_record(seq: int, entry: Entry) -> bytes:
+def encode_record(seq: int, entry: Entry) -> tuple[bytes, int, Entry]:
+    """The record for ``entry``, its line + metadata bytes, and the entry as it will read
+    back (lines that were not valid UTF-8 get U+FFFD)."""
     labels = entry.labels.encode("utf-8")
-    line = entry.line.encode("utf-8")
-    parts = [_ENTRY.pack(entry.ts_ns, len(labels), len(line), len(entry.metadata)), labels, line]
-    for name, value in entry.metadata:
-        n, v = name.encode("utf-8"), value.encode("utf-8")
-        parts += [_PAIR.pack(len(n), len(v)), n, v]
-    payload = b"".join(parts)
-    prefix = _PREFIX.pack(len(payload), seq)
-    return _HEADER.pack(len(payload), seq, zlib.crc32(payload, zlib.crc32(prefix))) + payload
+    try:
+        line = entry.line.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8 (surrogate escapes): U+FFFD
+        entry = entry._replace(line=sanitize_text(entry.line))
+        line = entry.line.encode("utf-8")
+    nbytes = len(line)
+    if entry.metadata:
+        parts = [_ENTRY.pack(entry.ts_ns, len(labels), nbytes, len(entry.metadata)), labels,
+                 line]
+        for name, value in entry.metadata:
+            n, v = name.encode("utf-8"), value.encode("utf-8")
+            parts += [_PAIR.pack(len(n), len(v)), n, v]
+            nbytes += len(n) + len(v)
+        payload = b"".join(parts)
+    else:
+        payload = _ENTRY.pack(entry.ts_ns, len(labels), nbytes, 0) + labels + line
+    crc = zlib.crc32(payload, zlib.crc32(_PREFIX.pack(len(payload), seq)))
+    return _HEADER.pack(len(payload), seq, crc) + payload, nbytes, entry
 
 
 def _meta_record(meta: bytes) -> bytes:
@@ -111,9 +124,10 @@ class _Damaged(Exception):
 
 
 def _parse(chunk: bytes, base: int, final: bool, min_seq: int, labels_cache: dict[bytes, str],
-           out: list[tuple[int, Entry]] | None) -> tuple[int, int, bytes | None]:
+           out: list[tuple[int, Entry, int]] | None) -> tuple[int, int, bytes | None]:
     """Parse records from ``chunk`` (file offset ``base``); append entries with seq >=
-    ``min_seq`` to ``out``. Returns (bytes consumed, last seq seen, last meta seen).
+    ``min_seq`` to ``out`` as (seq, entry, line + metadata bytes). Returns (bytes consumed,
+    last seq seen, last meta seen).
 
     ``final``: the chunk ends where the segment's data ends, so an incomplete record is
     damage rather than "read more". Raises _Damaged at the first bad record (the records
@@ -150,6 +164,7 @@ def _parse(chunk: bytes, base: int, final: bool, min_seq: int, labels_cache: dic
                     labels = labels_cache[raw_labels] = raw_labels.decode("utf-8")
                 line = str(payload[p:p + nline], "utf-8")
                 metadata: tuple[tuple[str, str], ...] = ()
+                nbytes = nline
                 if npairs:
                     p += nline
                     pairs = []
@@ -160,8 +175,9 @@ def _parse(chunk: bytes, base: int, final: bool, min_seq: int, labels_cache: dic
                         p += nn
                         pairs.append((name, str(payload[p:p + nv], "utf-8")))
                         p += nv
+                        nbytes += nn + nv
                     metadata = tuple(pairs)
-                out.append((seq, Entry(labels, ts, line, metadata)))
+                out.append((seq, Entry(labels, ts, line, metadata), nbytes))
         pos = end
     if final and pos < size:
         raise _Damaged(base + pos, f"record cut short ({size - pos} bytes of header)")
@@ -212,6 +228,17 @@ class Spool:
         self._rfd = -1
         self._labels_cache: dict[bytes, str] = {}
         self._total = 0  # bytes in segment files
+        # Wake-up accounting for read(): record bytes appended and consumed since start.
+        self._appended = 0
+        self._consumed = 0
+        self._wake_at: int | None = None
+        self._kicked = False
+        # Entries just written, kept so that a reader keeping up needs no pread and no
+        # decoding: (seq, entry, nbytes, record bytes, segment first_seq, end offset). A
+        # cache only: past _RECENT_LIMIT bytes the oldest go and are read from disk.
+        self._recent: collections.deque[tuple[int, Entry, int, int, int, int]] = \
+            collections.deque()
+        self._recent_bytes = 0
         self._closed = False
         self._open()
         self._stop = threading.Event()
@@ -250,6 +277,7 @@ class Spool:
         self._written_seq = self._synced_seq = self._next_seq - 1
         self._read_seq = self._acked + 1
         self._total = sum(s.size for s in self._segments)
+        self._appended = self._total  # the backlog counts as unread for read()'s wake-ups
         self._delete_acked()
         backlog = self._next_seq - 1 - self._acked
         if backlog:
@@ -312,10 +340,13 @@ class Spool:
                 raise SpoolError(f"spool {self.directory} is closed")
             first = seq = self._next_seq
             parts = []
+            written = []
             for entry in entries:
                 if subsecond:
                     entry = entry._replace(ts_ns=entry.ts_ns + seq % _NS)
-                parts.append(encode_record(seq, entry))
+                record, nbytes, entry = encode_record(seq, entry)
+                parts.append(record)
+                written.append((seq, entry, nbytes, len(record)))
                 seq += 1
             if meta is not None:
                 parts.append(_meta_record(meta))
@@ -324,12 +355,86 @@ class Spool:
                 return first - 1
             last = seq - 1
             self._next_seq = seq
-            self._write(b"".join(parts), first, last, meta)
-            self._cond.notify_all()
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            segment = self._segments[-1]
+            size = len(data)
+            if (not self._held and segment.size + size <= self.segment_bytes
+                    and self._total + size <= self.max_bytes and self._fast_write(data)):
+                segment.size += size
+                self._total += size
+                if last >= first:
+                    self._written_seq = last
+                self._dirty = True
+            else:
+                self._write(data, first, last, meta)
+            self._appended += size
+            if written and last <= self._written_seq:
+                self._remember(written, len(data))
+            if self._wake_at is not None and self._appended >= self._wake_at:
+                self._wake_at = None
+                self._cond.notify_all()
             on_disk = last <= self._written_seq
         if self.fsync_interval == 0 and on_disk and last >= first:
             self._sync_until(last)
         return last
+
+    def append_one(self, entry: Entry, *, subsecond: bool = False) -> int:
+        """``append((entry,))``, faster: the path every logger call and push() takes."""
+        with self._lock:
+            if self._closed:
+                raise SpoolError(f"spool {self.directory} is closed")
+            seq = self._next_seq
+            if subsecond:
+                entry = entry._replace(ts_ns=entry.ts_ns + seq % _NS)
+            record, nbytes, entry = encode_record(seq, entry)
+            size = len(record)
+            segment = self._segments[-1]
+            self._next_seq = seq + 1
+            if (not self._held and segment.size + size <= self.segment_bytes
+                    and self._total + size <= self.max_bytes and self._fast_write(record)):
+                segment.size += size
+                self._total += size
+                self._written_seq = seq
+                self._dirty = True
+                self._recent.append((seq, entry, nbytes, size, segment.first_seq, segment.size))
+                self._recent_bytes += nbytes
+                if self._recent_bytes > _RECENT_LIMIT:
+                    self._recent_bytes -= self._recent.popleft()[2]
+            else:
+                self._write(record, seq, seq, None)
+                if seq <= self._written_seq:
+                    self._remember([(seq, entry, nbytes, size)], size)
+            self._appended += size
+            if self._wake_at is not None and self._appended >= self._wake_at:
+                self._wake_at = None
+                self._cond.notify_all()
+            on_disk = seq <= self._written_seq
+        if self.fsync_interval == 0 and on_disk:
+            self._sync_until(seq)
+        return seq
+
+    def _remember(self, written: list[tuple[int, Entry, int, int]], size: int) -> None:
+        segment = self._segments[-1]
+        offset = segment.size - size  # where this write started
+        recent = self._recent
+        for seq, entry, nbytes, length in written:
+            offset += length
+            recent.append((seq, entry, nbytes, length, segment.first_seq, offset))
+            self._recent_bytes += nbytes
+        while self._recent_bytes > _RECENT_LIMIT:
+            self._recent_bytes -= recent.popleft()[2]
+
+    def _fast_write(self, data: bytes) -> bool:
+        """One write() of the whole record run, the common case; False sends the caller
+        to the careful path (which handles short writes, rotation, caps, a full disk)."""
+        try:
+            written = os.write(self._fd, data)
+        except OSError:
+            return False
+        if written == len(data) and self._disk_error is None:
+            return True
+        os.ftruncate(self._fd, self._segments[-1].size)  # undo a short write
+        return False
 
     def _write(self, data: bytes, first: int, last: int, meta: bytes | None) -> None:
         if self._held and not self._flush_held():
@@ -522,16 +627,30 @@ class Spool:
                 self._synced_seq = max(self._synced_seq, target)
 
     # -- reading and acknowledging -----------------------------------------------------
-    def read(self, max_bytes: int, timeout: float) -> list[tuple[int, Entry]]:
-        """Up to about ``max_bytes`` of entries not yet read, oldest first, waiting up to
-        ``timeout`` seconds for the first one. Only one thread may read."""
+    def read(self, max_bytes: int, timeout: float,
+             wait_bytes: int = 1) -> list[tuple[int, Entry, int]]:
+        """Entries not yet read, oldest first, as (seq, entry, line + metadata bytes):
+        about ``max_bytes`` of them at most. Waits up to ``timeout`` seconds until about
+        ``wait_bytes`` are there (at least one entry), then returns what there is. Only one
+        thread may read."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._read_seq >= self._next_seq and not self._closed:
+            while not self._closed and (self._read_seq >= self._next_seq or (
+                    self._appended - self._consumed < wait_bytes)):
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return []
+                if remaining <= 0 or self._kicked:
+                    break
+                self._wake_at = self._consumed + max(1, wait_bytes)
                 self._cond.wait(remaining)
+            self._wake_at = None
+            self._kicked = False
+            if self._read_seq >= self._next_seq:
+                return []
+            recent = self._recent
+            while recent and recent[0][0] < self._read_seq:
+                self._recent_bytes -= recent.popleft()[2]
+            if recent and recent[0][0] == self._read_seq:
+                return self._read_recent(max_bytes)
             if self._read_seq > self._written_seq:
                 return self._read_held(max_bytes)
             segment = self._reader_segment()
@@ -548,7 +667,7 @@ class Spool:
             chunk = os.pread(rfd, want, offset) if want > 0 else b""
         finally:
             os.close(rfd)
-        out: list[tuple[int, Entry]] = []
+        out: list[tuple[int, Entry, int]] = []
         final = offset + len(chunk) >= size
         damaged: _Damaged | None = None
         try:
@@ -568,7 +687,9 @@ class Spool:
             if self._reader_seg != segment.first_seq:
                 return []  # the segment was dropped meanwhile; its entries are counted
             self._reader_off = offset + consumed
-            out = [item for item in out if item[0] >= self._read_seq]
+            self._consumed += consumed
+            if out and out[0][0] < self._read_seq:
+                out = [item for item in out if item[0] >= self._read_seq]
             if out:
                 self._read_seq = out[-1][0] + 1
             if damaged is not None:
@@ -621,14 +742,33 @@ class Spool:
         if not is_last:
             self._advance_reader()
 
-    def _read_held(self, max_bytes: int) -> list[tuple[int, Entry]]:
-        out: list[tuple[int, Entry]] = []
+    def _read_recent(self, max_bytes: int) -> list[tuple[int, Entry, int]]:
+        out: list[tuple[int, Entry, int]] = []
+        recent, size, consumed = self._recent, 0, 0
+        item = recent[0]
+        while recent and size < max_bytes:
+            item = recent.popleft()
+            out.append(item[:3])
+            size += item[2]
+            consumed += item[3]
+        self._recent_bytes -= size
+        self._consumed += consumed
+        self._read_seq = item[0] + 1
+        if self._reader_seg != item[4]:
+            self._close_reader()
+            self._reader_seg = item[4]
+        self._reader_off = item[5]
+        return out
+
+    def _read_held(self, max_bytes: int) -> list[tuple[int, Entry, int]]:
+        out: list[tuple[int, Entry, int]] = []
         size = 0
         for held in self._held:
             if held.last_seq < self._read_seq:
                 continue
             _parse(held.data, 0, True, self._read_seq, self._labels_cache, out)
             size += len(held.data)
+            self._consumed += len(held.data)
             if size >= max_bytes:
                 break
         if out:
@@ -642,11 +782,21 @@ class Spool:
         self._reader_seg = None
         self._reader_off = 0
 
+    def wake(self) -> None:
+        """Make a waiting read() return what there is now."""
+        with self._cond:
+            self._kicked = True
+            self._cond.notify_all()
+
     def rewind(self) -> None:
         """Read again from the first entry not acknowledged (after a failed hand-off)."""
         with self._cond:
             self._close_reader()
             self._read_seq = self._acked + 1
+            self._recent.clear()
+            self._recent_bytes = 0
+            self._consumed = 0
+            self._appended = self.disk_bytes + self._held_bytes
 
     def ack(self, seq: int) -> None:
         """Everything up to ``seq`` was delivered or deliberately dropped."""
@@ -752,9 +902,10 @@ def read_all(directory: str) -> Iterable[tuple[int, Entry]]:  # pragma: no cover
     for name in sorted(os.listdir(directory)):
         if name.endswith(".seg"):
             with open(os.path.join(directory, name), "rb") as f:
-                out: list[tuple[int, Entry]] = []
+                out: list[tuple[int, Entry, int]] = []
                 try:
                     _parse(f.read(), 0, True, 0, {}, out)
                 except _Damaged:
                     pass
-                yield from out
+                for seq, entry, _ in out:
+                    yield seq, entry
