@@ -51,6 +51,8 @@ TRUNCATED_MARK = "…[truncated by osqsdk]"
 # Splitting a refused request costs requests; past this many per batch, what is left of a
 # request Loki refuses is dropped whole.
 MAX_SPLIT_REQUESTS = 128
+# Retry-After is honoured even above max_backoff, but not beyond this.
+MAX_RETRY_AFTER_S = 300.0
 
 
 class _Aborted(Exception):
@@ -416,8 +418,8 @@ class LokiClient:
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         base = min(self.config.max_backoff, self.config.min_backoff * 2 ** (attempt - 1))
         delay = min(self.config.max_backoff, random.uniform(base, 2 * base))
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.config.max_backoff))
+        if retry_after is not None:  # the server's wish wins over our backoff, up to 5 min
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
         return delay
 
     def _drop(self, entries: Sequence[Entry], reason: DropReason, why: str) -> None:

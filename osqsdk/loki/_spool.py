@@ -233,6 +233,7 @@ class Spool:
         self._consumed = 0
         self._wake_at: int | None = None
         self._kicked = False
+        self._ack_pending = False
         # Entries just written, kept so that a reader keeping up needs no pread and no
         # decoding: (seq, entry, nbytes, record bytes, segment first_seq, end offset). A
         # cache only: past _RECENT_LIMIT bytes the oldest go and are read from disk.
@@ -601,6 +602,8 @@ class Spool:
                 return
             if self._held:
                 self._flush_held()
+            if self._ack_pending:
+                self._write_ack()
             closing, self._to_close = self._to_close, []
             fd = os.dup(self._fd) if self._dirty else -1
             target = self._written_seq
@@ -811,7 +814,10 @@ class Spool:
 
     def _set_ack(self, seq: int) -> None:
         self._acked = seq
-        data = struct.pack("<Q", seq)
+        self._write_ack()
+
+    def _write_ack(self) -> None:
+        data = struct.pack("<Q", self._acked)
         path = os.path.join(self.directory, "ack")
         tmp = path + ".tmp"
         try:
@@ -821,7 +827,9 @@ class Spool:
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-        except OSError as exc:  # disk full: the cursor lags; at worst entries are resent
+            self._ack_pending = False
+        except OSError as exc:  # disk full: retried by sync(); at worst entries are resent
+            self._ack_pending = True
             log.debug("spool %s: cannot write the ack file: %s", self.directory, exc.strerror)
         self._dirty = True
 
