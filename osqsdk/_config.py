@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 from osqsdk._plugin import Plugin, Response
 
 __all__ = ["MAX_CONFIG_BYTES", "ConfigPlugin", "ConfigProblem", "DirectoryConfig",
-           "parse_osquery_json", "strip_config_comments", "validate_config", "validate_pack"]
+           "osquery_bool", "parse_osquery_json", "strip_config_comments", "validate_config", "validate_pack"]
 
 log = logging.getLogger("osqsdk.config")
 
@@ -85,6 +85,20 @@ def parse_osquery_json(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) 
     if _depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise ConfigProblem(f"{what} nests deeper than osqueryd's {MAX_DEPTH} levels")
     return data
+
+
+def osquery_bool(value: Any, default: bool) -> bool:
+    """A config value read as osquery reads booleans (JSON::valueToBool): a JSON bool,
+    "true"/"t" in any case, or a non-zero number; anything else is ``default``."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value != 0
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "t")
+    return default
 
 
 def _is_interval(value: Any) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from osqsdk._config import osquery_bool
 from osqsdk.lint._model import DEFAULT_INTERVAL, Document, QueryRecord
 from osqsdk.lint._rule import DocAnchor, FileAnchor, Report
 from osqsdk.lint._text import (
@@ -61,18 +62,6 @@ def parse_interval(value: Any) -> int | None:
     if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
         return int(value)
     return None
-
-
-def _bool(value: Any, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return value != 0
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "t", "1", "yes")
-    return default
 
 
 def _within(path: str, roots: list[str]) -> bool:
@@ -338,8 +327,8 @@ class Loader:
         self._add(doc, QueryRecord(
             str(name), kind, q["query"], path + ("query",), pack=pack, interval=interval,
             platform=q.get("platform") if isinstance(q.get("platform"), str) else None,
-            pack_platform=pack_platform, snapshot=_bool(q.get("snapshot"), False),
-            removed=_bool(q.get("removed"), True) if "removed" in q else None,
+            pack_platform=pack_platform, snapshot=osquery_bool(q.get("snapshot"), False),
+            removed=osquery_bool(q.get("removed"), True) if "removed" in q else None,
             version=q.get("version") if isinstance(q.get("version"), str) else None,
             fields=q, object_path=path))
 

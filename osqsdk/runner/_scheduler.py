@@ -31,7 +31,7 @@ from math import gcd
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from osqsdk._config import ConfigProblem, DirectoryConfig
+from osqsdk._config import ConfigProblem, DirectoryConfig, osquery_bool
 from osqsdk._plugin import Plugin, Response
 from osqsdk.errors import OsqsdkError, QueryError
 from osqsdk.runner._engine import Engine
@@ -100,19 +100,6 @@ def load_config(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, A
         else:
             packs[name] = value
     return config, packs
-
-
-def _is_true(value: Any, default: bool) -> bool:
-    # osquery's JSON bool reading: booleans, "true"/"t" in any case, non-zero numbers.
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return value != 0
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "t")
-    return default
 
 
 def _interval(value: Any) -> int | None:
@@ -326,8 +313,8 @@ class Scheduler:
                 return
             found.append(ScheduledQuery(
                 name=name, sql=spec["query"], interval=interval,
-                snapshot=_is_true(spec.get("snapshot"), False),
-                removed=_is_true(spec.get("removed"), True), pack=pack, platform=platform,
+                snapshot=osquery_bool(spec.get("snapshot"), False),
+                removed=osquery_bool(spec.get("removed"), True), pack=pack, platform=platform,
                 version=version, shard=shard))
 
         for name, spec in (self.config.get("schedule") or {}).items():

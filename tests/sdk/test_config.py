@@ -168,3 +168,12 @@ def test_a_10_mib_config_is_refused_with_a_clear_message(root):
 def test_parse_rejects_deep_nesting_without_recursing():
     with pytest.raises(ValueError, match="deeper"):
         parse_osquery_json("[" * 100000 + "]" * 100000, "x")
+
+
+@pytest.mark.parametrize("value, expected", [
+    (True, True), (False, False), ("true", True), ("T", True), (" TRUE ", True), ("1", False),
+    ("yes", False), (1, True), (0, False), (0.5, True), (None, "default"), ([], "default")])
+def test_osquery_bool(value, expected):
+    from osqsdk._config import osquery_bool
+
+    assert osquery_bool(value, "default") == expected
