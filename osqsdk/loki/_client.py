@@ -250,6 +250,7 @@ class LokiClient:
         self.spool.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
+            self._metrics_server.server_close()
             self._metrics_server = None
 
     def __enter__(self) -> "LokiClient":

@@ -1,0 +1,167 @@
+"""LokiLogger in process: answers, metrics, a 60 s outage, a slow receiver's memory bound."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+from prometheus_client import generate_latest
+
+from osqsdk.loki import DropReason, LokiLogger
+from osqsdk.testing import LokiReceiver
+from tests.conftest import peer_missing, wait_until
+from tests.loki.conftest import result_line, status_batch
+from tests.sdk.test_logger import BATCH, SNAPSHOT
+
+
+def test_answers_and_row_counters(receiver, make_config):
+    logger = LokiLogger(make_config(receiver.url))
+    try:
+        assert logger.call({"action": "features"}).code == 1
+        for i in range(3):
+            assert logger.call({"string": result_line(i), "category": "event"}).code == 0
+        assert logger.call({"string": result_line(9, action="removed"),
+                            "category": "event"}).code == 0
+        assert logger.call({"string": BATCH, "category": "event"}).code == 0
+        assert logger.call({"snapshot": SNAPSHOT}).code == 0
+        assert logger.call({"string_batch": json.dumps([result_line(4), "junk"])}).code == 0
+        assert logger.call({"status": "true", "log": status_batch("a", "b")}).code == 0
+        assert logger.client.flush(10)
+        value = logger.metrics.value
+        assert value("osquery_results_total", name="pack_ir_last", action="added") == 4
+        assert value("osquery_results_total", name="pack_ir_last", action="removed") == 1
+        assert value("osquery_results_total", name="pack_ir_ssh_logins", action="added") == 2
+        assert value("osquery_results_total", name="pack_ir_ssh_logins", action="removed") == 1
+        assert value("osquery_results_total", name="pack_ir_ssh_logins", action="snapshot") == 2
+        # 4 event lines, a batch line, a snapshot, 2 from string_batch, 2 status logs
+        assert value("osqsdk_loki_received_entries_total") == 10
+        assert value("osqsdk_loki_sent_entries_total") == 10
+        assert value("osqsdk_loki_spool_entries") == 0
+    finally:
+        logger.close()
+    assert receiver.entry_count == 10
+
+
+def test_a_spool_failure_is_still_answered_success_and_counted(receiver, make_config, caplog):
+    logger = LokiLogger(make_config(receiver.url))
+    logger.client.abort()  # the spool is closed now
+    response = logger.call({"string": result_line(1), "category": "event"})
+    assert response.code == 0  # a failure would make osqueryd exit (protocol.md §4.6)
+    assert logger.metrics.value("osqsdk_loki_dropped_entries_total",
+                                reason=DropReason.SPOOL_ERROR.value) == 1
+    assert any("could not spool" in r.getMessage() for r in caplog.records)
+
+
+def test_metrics_endpoint_passes_promtool(receiver, make_config):
+    if shutil.which("promtool") is None:
+        peer_missing("promtool is not installed (Debian package prometheus)")
+    logger = LokiLogger(make_config(receiver.url, metrics_port=0))
+    try:
+        logger.call({"string": result_line(1), "category": "event"})
+        assert logger.client.flush(10)
+        port = logger.client._metrics_server.server_port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+            text = response.read()
+    finally:
+        logger.close()
+    assert b'osquery_results_total{action="added",name="pack_ir_last"} 1.0' in text
+    assert b'osqsdk_loki_dropped_entries_total{reason="spool_full"} 0.0' in text
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_a_60_s_outage_loses_nothing_and_duplicates_nothing(make_config):
+    """Lines keep coming for 65 s; Loki is away for 60 of them; then every line is there once."""
+    receiver = LokiReceiver().start()
+    logger = LokiLogger(make_config(receiver.url, min_backoff=0.05, max_backoff=1.0))
+    sent: list[str] = []
+    try:
+        deadline = time.monotonic() + 2
+        i = 0
+        while time.monotonic() < deadline:  # 2 s with Loki up
+            line = result_line(i, name=f"pack_ir_q{i % 4}")
+            assert logger.call({"string": line, "category": "event"}).code == 0
+            sent.append(line)
+            i += 1
+            time.sleep(0.005)
+        receiver.down()
+        outage_ends = time.monotonic() + 60
+        while time.monotonic() < outage_ends:  # 60 s without Loki
+            line = result_line(i, name=f"pack_ir_q{i % 4}")
+            assert logger.call({"string": line, "category": "event"}).code == 0
+            sent.append(line)
+            i += 1
+            time.sleep(0.005)
+        backlog = logger.metrics.value("osqsdk_loki_spool_entries")
+        assert backlog > 0
+        receiver.up()
+        for _ in range(200):  # and more while it catches up
+            line = result_line(i, name=f"pack_ir_q{i % 4}")
+            assert logger.call({"string": line, "category": "event"}).code == 0
+            sent.append(line)
+            i += 1
+        assert logger.client.flush(60)
+        stored = receiver.lines()
+        assert len(stored) == len(sent)
+        assert sorted(stored) == sorted(sent)
+        value = logger.metrics.value
+        assert value("osqsdk_loki_sent_entries_total") == len(sent)
+        assert value("osqsdk_loki_received_entries_total") == len(sent)
+        assert sum(value("osqsdk_loki_dropped_entries_total", reason=r.value)
+                   for r in DropReason) == 0
+        assert value("osqsdk_loki_batch_retries_total") > 10
+        assert value("osqsdk_loki_spool_entries") == 0
+        assert receiver.discarded == {}
+    finally:
+        logger.close()
+        receiver.down()
+
+
+_MEMORY_CHILD = r"""
+import json, os, sys, time
+from osqsdk.loki import LokiConfig, LokiClient
+url, spool, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+line = json.dumps({"name": "pack_ir_last", "hostIdentifier": "web-1", "unixTime": int(time.time()),
+                   "columns": {"x": "y" * 300}, "action": "added"})
+client = LokiClient(LokiConfig(url=url, spool_dir=spool, timeout=1.0, min_backoff=0.05,
+                               max_backoff=0.2))
+marks = {}
+for i in range(total):
+    client.push({"job": "osquery", "name": f"q{i % 8}"}, line)
+    if i + 1 in (total // 4, total):
+        marks[i + 1] = rss_mb()
+print(json.dumps({"marks": marks, "spool_entries": client.spool.entries}))
+client.abort()
+"""
+
+
+def test_a_slow_receiver_keeps_memory_bounded(tmp_path):
+    """200,000 lines against a receiver that takes 2 s per answer (past the client's 1 s
+    timeout): the backlog waits on disk and the process's memory stops growing."""
+    with LokiReceiver() as receiver:
+        receiver.slow(2.0)
+        total = 200_000
+        result = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, receiver.url,
+                                 str(tmp_path / "spool"), str(total)],
+                                capture_output=True, text=True, timeout=300)
+        receiver.slow(0)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    marks = {int(k): v for k, v in report["marks"].items()}
+    quarter, full = marks[total // 4], marks[total]
+    assert report["spool_entries"] > total // 2  # most of it is waiting on disk
+    # 150,000 more lines (about 60 MB of lines) add at most the bounded caches
+    assert full - quarter < 25, f"RSS grew from {quarter:.1f} MB to {full:.1f} MB"
