@@ -10,6 +10,7 @@
 //   osqueryd_standin check-plugins SOCKET  the same for its logger, config and distributed plugins
 //   osqueryd_standin bench SOCKET TABLE CALLS [--no-probe]       prints rows/s and latencies
 //   osqueryd_standin ping-during SOCKET TABLE                     worst ping while TABLE generates
+//   osqueryd_standin bench-logger SOCKET ITEM FILE [THREADS]      result lines of FILE as logger calls
 
 #include <algorithm>
 #include <atomic>
@@ -497,6 +498,65 @@ int run_ping_during(const std::string& path, const std::string& table) {
   return failed == 0 && gen_code == 0 ? 0 : 1;
 }
 
+// bench-logger: send every line of FILE to logger ITEM as osqueryd sends result lines
+// ({"string": line, "category": "event"}; a connection per call, ping probe first), from
+// THREADS threads at once (osqueryd's scheduler is one; 1 by default). Prints lines/s and
+// per-call latency percentiles.
+int run_bench_logger(const std::string& path, const std::string& item, const std::string& file,
+                     int threads) {
+  std::vector<std::string> lines;
+  {
+    FILE* f = std::fopen(file.c_str(), "rb");
+    if (!f) {
+      std::fprintf(stderr, "cannot open %s\n", file.c_str());
+      return 2;
+    }
+    std::string current;
+    int c;
+    while ((c = std::fgetc(f)) != EOF) {
+      if (c == '\n') {
+        if (!current.empty()) lines.push_back(current);
+        current.clear();
+      } else {
+        current.push_back(static_cast<char>(c));
+      }
+    }
+    if (!current.empty()) lines.push_back(current);
+    std::fclose(f);
+  }
+  threads = std::max(1, threads);
+  std::vector<std::vector<double>> latencies(threads);
+  std::atomic<int> failed{0};
+  std::atomic<size_t> next{0};
+  double start = now_s();
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (size_t i = next++; i < lines.size(); i = next++) {
+        double t0 = now_s();
+        try {
+          auto r = call(path, "logger", item, {{"string", lines[i]}, {"category", "event"}});
+          if (r.status.code != 0) ++failed;
+        } catch (const std::exception&) {
+          ++failed;
+        }
+        latencies[t].push_back(now_s() - t0);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  double elapsed = now_s() - start;
+  std::vector<double> all;
+  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  auto pct = [&](double p) { return all.empty() ? 0.0 : all[std::min(all.size() - 1, size_t(p * all.size()))] * 1e6; };
+  std::printf("{\"calls\":%zu,\"threads\":%d,\"failed\":%d,\"seconds\":%.6f,"
+              "\"lines_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n",
+              all.size(), threads, failed.load(), elapsed, all.size() / elapsed, pct(0.5),
+              pct(0.99), all.empty() ? 0.0 : all.back() * 1e6);
+  return failed == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -541,6 +601,7 @@ int main(int argc, char** argv) {
       return run_bench(path, argv[3], std::atoi(argv[4]), with_probe);
     }
     if (cmd == "ping-during" && argc >= 4) return run_ping_during(path, argv[3]);
+    if (cmd == "bench-logger" && argc >= 5) return run_bench_logger(path, argv[3], argv[4], argc >= 6 ? std::atoi(argv[5]) : 1);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 3;
