@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
 import pytest
-from prometheus_client import generate_latest
 
 from osqsdk.loki import DropReason, LokiLogger
 from osqsdk.testing import LokiReceiver
-from tests.conftest import peer_missing, wait_until
+from tests.conftest import peer_missing
 from tests.loki.conftest import result_line, status_batch
 from tests.sdk.test_logger import BATCH, SNAPSHOT
 
