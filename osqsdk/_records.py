@@ -7,6 +7,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+try:  # a logger parses every result line osqueryd sends: orjson does it 3x faster
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover
+    _fast_loads = None
+
 __all__ = ["ResultFormat", "ResultLog", "Severity", "StatusLog", "parse_result",
            "parse_status_batch"]
 
@@ -63,7 +68,7 @@ def _rows(value: Any, what: str) -> list[dict[str, Any]]:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ResultLog:
     """One result line from osqueryd's scheduler, parsed.
 
@@ -103,10 +108,19 @@ class ResultLog:
                 yield "snapshot", row
 
 
+def _loads(text: str) -> Any:
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(text)
+        except (ValueError, TypeError):
+            pass  # orjson refuses lone surrogates and huge ints; the stdlib reads them
+    return json.loads(text)
+
+
 def parse_result(line: str, category: str = "") -> ResultLog:
     """Parse one result or snapshot line. Raises ValueError naming what is wrong."""
     try:
-        data = json.loads(line)
+        data = _loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"result line is not JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from thrift.protocol import fastbinary
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.Thrift import TApplicationException, TMessageType, TType
 from thrift.transport.TSocket import TSocket
@@ -42,6 +43,10 @@ MAX_REPLY_BYTES = 100 * 1024 * 1024
 MAX_STRING_BYTES = 100 * 1024 * 1024
 MAX_CONTAINER_ITEMS = 1 << 20
 _READ_BUFFER = 64 * 1024
+# Replies up to this size go out in one send (header and body joined).
+_COALESCE = 64 * 1024
+_I32 = struct.Struct("!i")
+_REPLY_PREFIX: dict[str, bytes] = {}
 
 
 @dataclass(frozen=True)
@@ -234,19 +239,22 @@ class ThriftServer:
             iprot = TBinaryProtocolAccelerated(
                 itrans, string_length_limit=MAX_STRING_BYTES,
                 container_length_limit=MAX_CONTAINER_ITEMS)
+            busy = self._busy
             while not self._stopped.is_set():
                 try:
                     name, mtype, seqid = iprot.readMessageBegin()
                 except TTransportException:
                     break  # peer closed (osqueryd closes after every call) or idled out
-                with self._lock:
-                    self._busy.add(conn)
+                busy.add(conn)  # set.add/discard are atomic; stop() reads a copy
                 try:
-                    for chunk in self._process(iprot, name, mtype, seqid):
-                        conn.sendall(chunk)
+                    header, body = self._process(iprot, name, mtype, seqid)
+                    if len(body) < _COALESCE:
+                        conn.sendall(header + body)  # one send for the usual small reply
+                    else:
+                        conn.sendall(header)
+                        conn.sendall(body)
                 finally:
-                    with self._lock:
-                        self._busy.discard(conn)
+                    busy.discard(conn)
         except (TTransportException, OSError) as exc:
             log.debug("connection on %s ended: %s", self.path, exc)
         except Exception:  # a malformed message must not take the server down
@@ -260,14 +268,14 @@ class ThriftServer:
                 slots.release()
 
     def _process(self, iprot: TBinaryProtocolAccelerated, name: str, mtype: int,
-                 seqid: int) -> tuple[bytes, ...]:
+                 seqid: int) -> tuple[bytes, bytes]:
         method = self._methods.get(name)
         if method is None or mtype not in (TMessageType.CALL, TMessageType.ONEWAY):
             iprot.skip(TType.STRUCT)
             iprot.readMessageEnd()
             error = TApplicationException(TApplicationException.UNKNOWN_METHOD,
                                           f"Unknown function {name}")
-            return (self._encode(name, TMessageType.EXCEPTION, seqid, error),)
+            return self._encode(name, TMessageType.EXCEPTION, seqid, error), b""
         args = method.args()
         args.read(iprot)
         iprot.readMessageEnd()
@@ -277,9 +285,9 @@ class ThriftServer:
             log.exception("handler for %s failed", name)
             error = TApplicationException(TApplicationException.INTERNAL_ERROR,
                                           f"{name} failed: {type(exc).__name__}: {exc}")
-            return (self._encode(name, TMessageType.EXCEPTION, seqid, error),)
+            return self._encode(name, TMessageType.EXCEPTION, seqid, error), b""
         if mtype == TMessageType.ONEWAY:
-            return ()
+            return b"", b""
         result = method.result()
         if hasattr(result, "success"):  # void methods (shutdown) have an empty result
             result.success = value
@@ -316,10 +324,13 @@ class ThriftServer:
 
     @staticmethod
     def _encode_reply(name: str, seqid: int, result: Any) -> tuple[bytes, bytes]:
-        # The message header through the protocol, the result struct straight from the C
-        # codec: what result.write() does, minus two copies of a reply that can be megabytes.
-        buf = TMemoryBuffer()
-        oprot = TBinaryProtocolAccelerated(buf)
-        oprot.writeMessageBegin(name, TMessageType.REPLY, seqid)
-        header = buf.getvalue()
-        return header, oprot._fast_encode(result, [result.__class__, result.thrift_spec])
+        # The result struct straight from the C codec (what result.write() does, minus two
+        # copies of a reply that can be megabytes), behind the strict binary message header:
+        # i32 VERSION_1|REPLY, the method name, i32 seqid (TBinaryProtocol.writeMessageBegin).
+        prefix = _REPLY_PREFIX.get(name)
+        if prefix is None:
+            buf = TMemoryBuffer()
+            TBinaryProtocolAccelerated(buf).writeMessageBegin(name, TMessageType.REPLY, 0)
+            prefix = _REPLY_PREFIX.setdefault(name, buf.getvalue()[:-4])
+        return (prefix + _I32.pack(seqid),
+                fastbinary.encode_binary(result, [result.__class__, result.thrift_spec]))

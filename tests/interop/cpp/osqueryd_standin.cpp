@@ -10,7 +10,8 @@
 //   osqueryd_standin check-plugins SOCKET  the same for its logger, config and distributed plugins
 //   osqueryd_standin bench SOCKET TABLE CALLS [--no-probe]       prints rows/s and latencies
 //   osqueryd_standin ping-during SOCKET TABLE                     worst ping while TABLE generates
-//   osqueryd_standin bench-logger SOCKET ITEM FILE [THREADS]      result lines of FILE as logger calls
+//   osqueryd_standin bench-logger SOCKET ITEM FILE [THREADS [osqueryd|persistent]]
+//                                                                 result lines of FILE as logger calls
 
 #include <algorithm>
 #include <atomic>
@@ -499,11 +500,12 @@ int run_ping_during(const std::string& path, const std::string& table) {
 }
 
 // bench-logger: send every line of FILE to logger ITEM as osqueryd sends result lines
-// ({"string": line, "category": "event"}; a connection per call, ping probe first), from
-// THREADS threads at once (osqueryd's scheduler is one; 1 by default). Prints lines/s and
-// per-call latency percentiles.
+// ({"string": line, "category": "event"}), from THREADS threads at once (osqueryd's
+// scheduler is one; 1 by default). MODE "osqueryd" opens a connection per call with a ping
+// probe first, as osqueryd does; "persistent" keeps one connection per thread. Prints
+// lines/s and per-call latency percentiles.
 int run_bench_logger(const std::string& path, const std::string& item, const std::string& file,
-                     int threads) {
+                     int threads, bool persistent) {
   std::vector<std::string> lines;
   {
     FILE* f = std::fopen(file.c_str(), "rb");
@@ -532,10 +534,18 @@ int run_bench_logger(const std::string& path, const std::string& item, const std
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
+      std::unique_ptr<Conn> conn;
+      if (persistent) conn = std::make_unique<Conn>(path);
       for (size_t i = next++; i < lines.size(); i = next++) {
         double t0 = now_s();
         try {
-          auto r = call(path, "logger", item, {{"string", lines[i]}, {"category", "event"}});
+          ExtensionPluginRequest request = {{"string", lines[i]}, {"category", "event"}};
+          ExtensionResponse r;
+          if (persistent) {
+            conn->client->call(r, "logger", item, request);
+          } else {
+            r = call(path, "logger", item, request);
+          }
           if (r.status.code != 0) ++failed;
         } catch (const std::exception&) {
           ++failed;
@@ -550,9 +560,11 @@ int run_bench_logger(const std::string& path, const std::string& item, const std
   for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
   auto pct = [&](double p) { return all.empty() ? 0.0 : all[std::min(all.size() - 1, size_t(p * all.size()))] * 1e6; };
-  std::printf("{\"calls\":%zu,\"threads\":%d,\"failed\":%d,\"seconds\":%.6f,"
-              "\"lines_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n",
-              all.size(), threads, failed.load(), elapsed, all.size() / elapsed, pct(0.5),
+  std::printf("{\"calls\":%zu,\"threads\":%d,\"mode\":\"%s\",\"failed\":%d,"
+              "\"seconds\":%.6f,\"lines_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+              "\"max_us\":%.1f}\n",
+              all.size(), threads, persistent ? "persistent" : "osqueryd", failed.load(),
+              elapsed, all.size() / elapsed, pct(0.5),
               pct(0.99), all.empty() ? 0.0 : all.back() * 1e6);
   return failed == 0 ? 0 : 1;
 }
@@ -601,7 +613,10 @@ int main(int argc, char** argv) {
       return run_bench(path, argv[3], std::atoi(argv[4]), with_probe);
     }
     if (cmd == "ping-during" && argc >= 4) return run_ping_during(path, argv[3]);
-    if (cmd == "bench-logger" && argc >= 5) return run_bench_logger(path, argv[3], argv[4], argc >= 6 ? std::atoi(argv[5]) : 1);
+    if (cmd == "bench-logger" && argc >= 5) {
+      return run_bench_logger(path, argv[3], argv[4], argc >= 6 ? std::atoi(argv[5]) : 1,
+                              argc >= 7 && std::string(argv[6]) == "persistent");
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 3;
