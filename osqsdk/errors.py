@@ -15,7 +15,10 @@
     │   ├── ConstraintViolation            answered as osqueryd's "constraint" status
     │   └── ReadOnlyTable                  answered as osqueryd's "readonly" status
     ├── SchemaError(ValueError)            unreadable or invalid schema data
-    └── PackError(ValueError)              a pack or config that cannot be read at all
+    ├── PackError(ValueError)              a pack or config that cannot be read at all
+    └── LokiError                          (osqsdk.loki) the Loki logger
+        ├── LokiConfigError(ValueError)    a setting is missing or invalid
+        └── SpoolError                     the spool directory cannot be used
 
 Errors that cross the Thrift socket never travel as exceptions: the server turns them into a
 status code and message (osquery's ExtensionStatus), so osqueryd always gets an answer.
