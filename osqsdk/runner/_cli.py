@@ -115,7 +115,8 @@ def query(sql: str, extensions: tuple[str, ...], fixtures: str | None, tick: int
 @click.option("--numerics", is_flag=True, help="osqueryd's --logger_numerics.")
 @click.option("--host-identifier", default="localhost", show_default=True)
 @click.option("--platform", default="linux", show_default=True)
-@click.option("--start-time", type=int, default=None, help="Simulated unix time to start at.")
+@click.option("--start-time", type=int, default=None,
+              help="Simulated unix time to start at (default: now).")
 @click.option("--quiet", is_flag=True, help="Do not print the lines.")
 def run(config: str, fixtures: str | None, ticks: int, tick_seconds: int | None,
         extensions: tuple[str, ...], launches: tuple[str, ...], extensions_socket: str | None,
@@ -159,6 +160,10 @@ def run(config: str, fixtures: str | None, ticks: int, tick_seconds: int | None,
             if logger is None:
                 _fail(f"no logger plugin named {name!r} (load or launch its extension)")
             loggers.append(logger)
+        if start_time is None:
+            import time
+
+            start_time = int(time.time())
         scheduler = Scheduler(engine, config_data, packs, loggers=loggers,
                               host_identifier=host_identifier, tick_seconds=tick_seconds,
                               start_time=start_time, event_format=fmt == "event",
