@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import gc
 import json
 import logging
 import os
@@ -145,14 +144,12 @@ class ExtensionServer:
             if time.monotonic() >= deadline:
                 directory = os.path.dirname(self.manager_path) or "."
                 if not os.path.isdir(directory):
-                    raise ExtensionError(
-                        f"osqueryd's extensions socket {self.manager_path} is not available "
-                        f"after {self.timeout:g}s: directory {directory} does not exist "
-                        "(is osqueryd running with this --extensions_socket?)")
-                why = f": {error}" if error else ": no socket there"
-                raise ExtensionError(
-                    f"osqueryd's extensions socket {self.manager_path} is not available "
-                    f"after {self.timeout:g}s{why}")
+                    why = (f": directory {directory} does not exist (is osqueryd running with "
+                           "this --extensions_socket?)")
+                else:
+                    why = f": {error}" if error else ": no socket there"
+                raise ExtensionError(f"osqueryd's extensions socket {self.manager_path} is not "
+                                     f"available after {self.timeout:g}s{why}")
             time.sleep(0.2)
 
     def run(self) -> int:
@@ -316,11 +313,6 @@ def run(
         sys.exit(0)
     if flags.unknown:
         log.debug("ignoring unknown flags: %s", " ".join(flags.unknown))
-    # An extension builds its tables and data at import and then serves for days: move
-    # everything made so far out of the collector's way, so that the garbage collections
-    # that answering a call triggers do not walk it again each time.
-    gc.collect()
-    gc.freeze()
     sys.exit(server.run())
 
 
