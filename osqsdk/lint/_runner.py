@@ -139,6 +139,7 @@ class _Engine:
 
     def prepare(self, documents: list[Document]) -> None:
         from osqsdk.schema import ColumnSchema, TableSchema
+        from osqsdk.schema._load import overlay
 
         views = []
         for doc in documents:
@@ -150,8 +151,6 @@ class _Engine:
                 views.append(TableSchema(name, tuple(ColumnSchema(n) for n in (outputs or ())),
                                          origin="view"))
         self._run_schema = self.schema.with_tables(views) if views else self.schema
-        from osqsdk.schema._import import overlay
-
         self._with_fleetd = overlay(self._run_schema, _fleetd())
 
     def analyze(self, sql: str, schema: Any) -> list[Any]:

@@ -296,22 +296,6 @@ def _subsumed(table: TableSchema, other: TableSchema | None) -> bool:
         other.column(c.name) is not None for c in table.columns)
 
 
-def overlay(base: Schema, extra: Schema) -> Schema:
-    """``base`` with ``extra``'s tables added; a table both have keeps ``base``'s facts and
-    gains ``extra``'s additional platforms and columns (how Fleet extends core tables)."""
-    tables = dict(base.tables)
-    for table in extra:
-        core = tables.get(table.name)
-        if core is None:
-            tables[table.name] = table
-            continue
-        platforms = tuple(dict.fromkeys((*core.platforms, *table.platforms)))
-        added = tuple(c for c in table.columns if core.column(c.name) is None)
-        tables[table.name] = core.with_(platforms=platforms, columns=core.columns + added)
-    return Schema(tables.values(), removed=base.removed.values(),
-                  osquery_version=base.osquery_version, sources=base.sources + extra.sources)
-
-
 def newest(versions: Iterable[str]) -> str | None:
     """The newest of ``versions``."""
     vs = list(versions)

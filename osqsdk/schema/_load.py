@@ -24,8 +24,8 @@ from osqsdk._columns import ColumnType
 from osqsdk.errors import PluginDefinitionError, SchemaError
 from osqsdk.schema._model import ColumnSchema, Schema, TableSchema, version_key
 
-__all__ = ["FORMAT", "detect_format", "load_schema", "read_json", "schema_from_data",
-           "tables_from_listing"]
+__all__ = ["FORMAT", "detect_format", "load_schema", "overlay", "read_json",
+           "schema_from_data", "tables_from_listing"]
 
 FORMAT = "osqsdk.schema/1"
 
@@ -248,6 +248,22 @@ def _with_since(col: ColumnSchema, since: str | None) -> ColumnSchema:
         return col
     return ColumnSchema(col.name, col.type, col.required, col.index, col.hidden, col.additional,
                         col.optimized, col.aliases, col.platforms, col.collate, since)
+
+
+def overlay(base: Schema, extra: Schema) -> Schema:
+    """``base`` with ``extra``'s tables added; a table both have keeps ``base``'s facts and
+    gains ``extra``'s additional platforms and columns (how Fleet extends core tables)."""
+    tables = dict(base.tables)
+    for table in extra:
+        core = tables.get(table.name)
+        if core is None:
+            tables[table.name] = table
+            continue
+        platforms = tuple(dict.fromkeys((*core.platforms, *table.platforms)))
+        added = tuple(c for c in table.columns if core.column(c.name) is None)
+        tables[table.name] = core.with_(platforms=platforms, columns=core.columns + added)
+    return Schema(tables.values(), removed=base.removed.values(),
+                  osquery_version=base.osquery_version, sources=base.sources + extra.sources)
 
 
 def load_schema(*paths: str | os.PathLike[str], origin: str | None = None) -> Schema:

@@ -172,7 +172,7 @@ _CHECKS = (SyntaxError_, UnknownTable, UnknownColumn, AmbiguousColumn, UnknownFu
 
 def test_sql_checks_agree_with_sqlite(corpus: LintResult) -> None:
     from osqsdk.lint._runner import _fleetd
-    from osqsdk.schema._import import overlay
+    from osqsdk.schema._load import overlay
 
     views = {n: r.sql for d in corpus.run.documents for n, r in d.views.items()}
     base = corpus.run.schema
