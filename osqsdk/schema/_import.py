@@ -24,7 +24,7 @@ from typing import Any
 from osqsdk._columns import ColumnType
 from osqsdk.errors import SchemaError
 from osqsdk.schema._load import FORMAT, apply_versions, detect_format, read_json, schema_from_data
-from osqsdk.schema._model import ColumnSchema, Schema, TableSchema, version_key
+from osqsdk.schema._model import ColumnSchema, Schema, TableSchema
 
 __all__ = ["FUNCTIONS_FORMAT", "enrich", "functions_document", "import_schema",
            "parse_osqueryi_schema", "read_osqueryi", "schema_document"]
@@ -295,8 +295,3 @@ def _subsumed(table: TableSchema, other: TableSchema | None) -> bool:
     return set(table.platforms) <= set(other.platforms) and all(
         other.column(c.name) is not None for c in table.columns)
 
-
-def newest(versions: Iterable[str]) -> str | None:
-    """The newest of ``versions``."""
-    vs = list(versions)
-    return max(vs, key=version_key) if vs else None

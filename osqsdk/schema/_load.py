@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -289,11 +289,3 @@ def load_schema(*paths: str | os.PathLike[str], origin: str | None = None) -> Sc
         schema = schema.merged(part)
     return schema
 
-
-def iter_sources(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Expand directories into the ``*.json`` files inside them, sorted."""
-    out: list[Path] = []
-    for path in paths:
-        p = Path(path)
-        out.extend(sorted(p.glob("*.json")) if p.is_dir() else [p])
-    return out

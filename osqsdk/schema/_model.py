@@ -14,10 +14,6 @@ from osqsdk._columns import ColumnType
 
 __all__ = ["ColumnSchema", "Schema", "TableSchema", "version_key"]
 
-#: The platform names osquery's schema uses. ``freebsd`` builds existed until 5.5.
-PLATFORMS = ("darwin", "linux", "windows", "freebsd", "chrome")
-
-
 def version_key(version: str | None) -> tuple[int, ...]:
     """Sort key for osquery versions such as ``5.23.1`` (non-digits end a part)."""
     if not version:
