@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from osqsdk._columns import ColumnType
@@ -91,11 +92,11 @@ def enrich(base: Schema, rich: Schema) -> Schema:
             if oc is None or oc.name != col.name:
                 columns.append(col)
                 continue
-            columns.append(ColumnSchema(
-                col.name, col.type, col.required or oc.required, col.index or oc.index,
-                oc.hidden, col.additional or oc.additional, col.optimized or oc.optimized,
-                col.aliases or oc.aliases, oc.platforms or col.platforms,
-                col.collate or oc.collate, col.since))
+            columns.append(replace(
+                col, required=col.required or oc.required, index=col.index or oc.index,
+                hidden=oc.hidden, additional=col.additional or oc.additional,
+                optimized=col.optimized or oc.optimized, aliases=col.aliases or oc.aliases,
+                platforms=oc.platforms or col.platforms, collate=col.collate or oc.collate))
         tables.append(table.with_(
             columns=tuple(columns), aliases=table.aliases or other.aliases,
             user_data=table.user_data or other.user_data, utility=table.utility or other.utility,
@@ -162,8 +163,7 @@ def parse_osqueryi_schema(text: str, platform: str) -> list[TableSchema]:
             except ValueError:
                 ctype = ColumnType.TEXT
             columns.append(ColumnSchema(col.group(1), ctype, hidden=bool(col.group(3))))
-        columns = [ColumnSchema(c.name, c.type, index=c.name in keys, hidden=c.hidden)
-                   for c in columns]
+        columns = [replace(c, index=c.name in keys) for c in columns]
         tables.append(TableSchema(match.group(1), tuple(columns), platforms=(platform,)))
     return tables
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +214,7 @@ def apply_versions(schema: Schema, index: Mapping[str, Any], *,
         for col in table.columns:
             first = (col_facts.get(col.name) or {}).get("first")
             since = first if first and first != info.get("first") else col.since
-            columns.append(_with_since(col, since))
+            columns.append(col if since == col.since else replace(col, since=since))
         removed = dict(table.removed_columns)
         have = {c.name for c in table.columns}
         for name, cinfo in col_facts.items():
@@ -241,13 +242,6 @@ def apply_versions(schema: Schema, index: Mapping[str, Any], *,
             columns=tuple(ColumnSchema(c) for c in cols)))
     return Schema(tables, removed=[*schema.removed.values(), *gone],
                   osquery_version=schema.osquery_version or newest, sources=schema.sources)
-
-
-def _with_since(col: ColumnSchema, since: str | None) -> ColumnSchema:
-    if since == col.since:
-        return col
-    return ColumnSchema(col.name, col.type, col.required, col.index, col.hidden, col.additional,
-                        col.optimized, col.aliases, col.platforms, col.collate, since)
 
 
 def overlay(base: Schema, extra: Schema) -> Schema:
