@@ -41,12 +41,18 @@ def _dump(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def _write(doc: dict, output: str | None) -> None:
+def _write(doc: dict, output: str | None) -> int:
+    """Write ``doc`` to ``output`` (stdout for None or ``-``); the exit code."""
     text = _dump(doc) + "\n"
     if output in (None, "-"):
         click.echo(text, nl=False)
-        return
-    Path(output).write_text(text, encoding="utf-8")
+        return 0
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+        return 2
+    return 0
 
 
 @click.group("schema", context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,7 +86,7 @@ def import_(sources: tuple[str, ...], enrich_from: tuple[str, ...], versions: st
     A file of osquery's SQL functions is converted into osqsdk's functions format instead.
     Only facts are kept: names, types, flags, platforms and releases, never descriptions.
 
-    Exit codes: 0 written, 2 a source could not be read.
+    Exit codes: 0 written, 2 a source could not be read or the output not written.
     """
     from osqsdk.schema._import import functions_document, import_schema, schema_document
     from osqsdk.schema._load import detect_format, read_json
@@ -90,15 +96,15 @@ def import_(sources: tuple[str, ...], enrich_from: tuple[str, ...], versions: st
         if len(sources) == 1 and not (enrich_from or versions or osqueryi):
             data = read_json(sources[0])
             if detect_format(data) == "functions":
-                _write(functions_document(data, generated_by=command), output)
-                return 0
+                return _write(functions_document(data, generated_by=command), output)
         result = import_schema(sources, enrich_from=enrich_from, versions=versions,
                                osqueryi=osqueryi, osquery_version=osquery_version, origin=origin,
                                without=without)
     except SchemaError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    _write(schema_document(result, generated_by=command), output)
+    if _write(schema_document(result, generated_by=command), output):
+        return 2
     if output not in (None, "-"):
         click.echo(f"{output}: {len(result)} tables, {len(result.removed)} removed tables",
                    err=True)

@@ -75,6 +75,15 @@ def test_import_unreadable_source_exits_2(tmp_path: Path, capsys: pytest.Capture
     assert "nope.json" in capsys.readouterr().err
 
 
+def test_import_unwritable_output_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                          ) -> None:
+    spec = tmp_path / "ext.json"
+    spec.write_text(json.dumps([{"name": "acme_t", "columns": [{"name": "a"}]}]))
+    out = tmp_path / "missing-dir" / "s.json"
+    assert main(["schema", "import", str(spec), "-o", str(out)]) == 2
+    assert "cannot write" in capsys.readouterr().err and not out.exists()
+
+
 def test_schema_show(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema", "show", "yara"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "yara_file"
