@@ -144,7 +144,9 @@ def load_settings(pyproject: Path | None) -> Settings:
     """Settings from ``pyproject`` (defaults when None or when it has no linter section)."""
     if pyproject is None:
         return Settings()
-    data = _toml(pyproject).get("tool", {}).get("osqsdk", {}).get("lint", {})
+    data: Any = _toml(pyproject)
+    for key in ("tool", "osqsdk", "lint"):
+        data = data.get(key, {}) if isinstance(data, dict) else None
     if not isinstance(data, dict):
         raise SettingsError(f"{pyproject}: [tool.osqsdk.lint] must be a table")
     known = {"select", "extend-select", "ignore", "platform", "osquery-version", "schema",

@@ -162,6 +162,14 @@ def test_pyproject_settings(tree: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "selcet" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("toml", ["[tool.osqsdk]\nlint = 5\n", "[tool]\nosqsdk = 5\n"])
+def test_pyproject_section_that_is_not_a_table(tree: Path, capsys: pytest.CaptureFixture[str],
+                                               toml: str) -> None:
+    (tree / "pyproject.toml").write_text(toml)
+    assert main(["lint", "bad.conf"]) == 2
+    assert "[tool.osqsdk.lint] must be a table" in capsys.readouterr().err
+
+
 def test_hosts_fleet_view(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tree / "osquery.conf").write_text(json.dumps({
         "options": {"distributed_interval": 10, "logger_tls_period": 60},
