@@ -23,6 +23,7 @@ __all__ = ["Entry", "Mapper", "format_labels", "quote_label_value", "sanitize_te
 # Loki's max_label_value_length (loki.md §2.2), in bytes of UTF-8.
 MAX_LABEL_VALUE_BYTES = 2048
 _NEEDS_QUOTING = re.compile(r'[\\"\x00-\x1f\x7f]')
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _CACHE_LIMIT = 1 << 16
 _SEVERITY = ("INFO", "WARNING", "ERROR", "FATAL")
@@ -39,12 +40,17 @@ class Entry(NamedTuple):
 
 def sanitize_text(text: str) -> str:
     """Text as valid UTF-8: bytes osqueryd sent that are not UTF-8 (carried as surrogate
-    escapes, PEP 383) become U+FFFD. Protobuf strings and Loki need valid UTF-8."""
+    escapes, PEP 383) become U+FFFD, and so do lone surrogates that JSON escapes such as
+    ``\\ud800`` decode to. Protobuf strings and Loki need valid UTF-8."""
     try:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
+        pass
+    try:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate outside the escapes' range: not from a byte
+        return _SURROGATE.sub("\ufffd", text)
 
 
 def quote_label_value(value: str) -> str:

@@ -46,6 +46,24 @@ def test_answers_and_row_counters(receiver, make_config):
     assert receiver.entry_count == 10
 
 
+def test_lone_surrogates_from_json_escapes_are_shipped_as_replacement_characters(
+        receiver, make_config):
+    logger = LokiLogger(make_config(receiver.url, labels={"log_type": "log_type",
+                                                          "dc": "decoration:dc"}))
+    try:
+        line = result_line(1).replace('"host_uuid"', '"dc":"a\\ud800","host_uuid"')
+        assert logger.call({"string": line, "category": "event"}).code == 0
+        assert logger.call({"status": "true", "log": status_batch("b\ud800")}).code == 0
+        assert logger.client.flush(10)
+    finally:
+        logger.close()
+    streams = receiver.streams()
+    assert [line] == [entry[1] for labels, entries in streams.items() if 'dc="a\ufffd"' in labels
+                      for entry in entries]
+    (status,) = [entries for labels, entries in streams.items() if 'log_type="status"' in labels]
+    assert json.loads(status[0][1])["message"] == "b\ufffd"
+
+
 def test_a_spool_failure_is_still_answered_success_and_counted(receiver, make_config, caplog):
     logger = LokiLogger(make_config(receiver.url))
     logger.client.abort()  # the spool is closed now
