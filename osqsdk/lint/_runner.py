@@ -69,29 +69,27 @@ class LintResult:
         return int(any(severity_rank(f.severity) <= limit for f in self.findings))
 
 
+def _matches(rule: type[Rule], selector: str) -> bool:
+    """Whether ``selector`` (``ALL``, a code prefix or a rule name) picks ``rule``."""
+    s = selector.strip()
+    return s.upper() == "ALL" or rule.code.startswith(s.upper()) or rule.name == s.lower()
+
+
 def selected_rules(settings: Settings) -> list[type[Rule]]:
     """The rules ``select``/``extend-select``/``ignore`` leave enabled."""
     from osqsdk.lint.rules import ALL_RULES
 
-    def matches(rule: type[Rule], selector: str) -> bool:
-        s = selector.strip()
-        return s.upper() == "ALL" or rule.code.startswith(s.upper()) or rule.name == s.lower()
-
     chosen = [r for r in ALL_RULES
-              if any(matches(r, s) for s in (*settings.select, *settings.extend_select))]
-    return [r for r in chosen if not any(matches(r, s) for s in settings.ignore)]
+              if any(_matches(r, s) for s in (*settings.select, *settings.extend_select))]
+    return [r for r in chosen if not any(_matches(r, s) for s in settings.ignore)]
 
 
 def unknown_selectors(settings: Settings) -> list[str]:
+    """The selectors of ``settings`` that pick no rule at all."""
     from osqsdk.lint.rules import ALL_RULES
 
-    bad = []
-    for s in (*settings.select, *settings.extend_select, *settings.ignore):
-        if s.upper() == "ALL":
-            continue
-        if not any(r.code.startswith(s.upper()) or r.name == s.lower() for r in ALL_RULES):
-            bad.append(s)
-    return bad
+    return [s for s in (*settings.select, *settings.extend_select, *settings.ignore)
+            if not any(_matches(r, s) for r in ALL_RULES)]
 
 
 @functools.lru_cache(maxsize=1)
