@@ -13,6 +13,9 @@ from pathlib import Path
 
 import click
 
+from osqsdk.lint._finding import SEVERITIES
+from osqsdk.lint._report import FORMATS
+
 __all__ = ["lint", "rule", "rules"]
 
 _CTX = {"help_option_names": ["-h", "--help"]}
@@ -34,7 +37,7 @@ def _progress_printer(stream):  # type: ignore[no-untyped-def]
 
 @click.command("lint", context_settings=_CTX)
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif", "github"]),
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
               default=None, help="Output format (default: text).")
 @click.option("--select", help="Comma-separated codes, code prefixes or names to enable "
                                "(default: ALL).")
@@ -49,7 +52,7 @@ def _progress_printer(stream):  # type: ignore[no-untyped-def]
 @click.option("--fleetd/--no-fleetd", default=None,
               help="Allow Fleet's fleetd tables everywhere (always allowed in Fleet files).")
 @click.option("--hosts", type=click.IntRange(min=1), help="Add the fleet view for N hosts.")
-@click.option("--fail-on", type=click.Choice(["error", "warning", "info"]), default=None,
+@click.option("--fail-on", type=click.Choice(SEVERITIES), default=None,
               help="Lowest severity that makes the exit code 1 (default: warning).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="pyproject.toml to read [tool.osqsdk.lint] from (default: the nearest).")

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from osqsdk.lint._finding import Finding
+from osqsdk.lint._finding import SEVERITIES, Finding
 
 __all__ = ["FORMATS", "render"]
 
@@ -31,7 +31,7 @@ def render(findings: list[Finding], fmt: str, *, summary: bool = True) -> str:
             for f in findings:
                 counts[f.severity] = counts.get(f.severity, 0) + 1
             parts = [f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}"
-                     for s in ("error", "warning", "info") if s in counts]
+                     for s in SEVERITIES if s in counts]
             lines.append(f"Found {len(findings)} finding{'s' if len(findings) != 1 else ''} "
                          f"({', '.join(parts)}).")
         else:

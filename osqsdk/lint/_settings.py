@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from osqsdk.errors import OsqsdkError
+from osqsdk.lint._finding import SEVERITIES
 
 __all__ = ["Settings", "SettingsError", "find_pyproject", "load_settings"]
 
@@ -174,7 +175,7 @@ def load_settings(pyproject: Path | None) -> Settings:
             raise SettingsError(f"{pyproject}: hosts must be a positive integer")
         kw["hosts"] = data["hosts"]
     if "fail-on" in data:
-        if data["fail-on"] not in ("error", "warning", "info"):
+        if data["fail-on"] not in SEVERITIES:
             raise SettingsError(f"{pyproject}: fail-on must be error, warning or info")
         kw["fail_on"] = data["fail-on"]
     pfi = data.get("per-file-ignores", {})
