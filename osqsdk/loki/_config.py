@@ -263,15 +263,19 @@ def _not_negative(config: LokiConfig, *names: str) -> None:
 def _split_url(url: Any) -> tuple[str, str | None, str | None]:
     if not isinstance(url, str) or not url:
         raise LokiConfigError("url: Loki's URL is required (e.g. http://loki:3100)", "url")
-    parts = urllib.parse.urlsplit(url)
+    # Never echo the URL: it may carry a password.
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a bad port or IPv6 address; the message names only that
+        raise LokiConfigError(f"url: not a valid URL: {exc}", "url") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        # Never echo the URL: it may carry a password.
         raise LokiConfigError("url: must be an http:// or https:// URL with a host", "url")
     username = urllib.parse.unquote(parts.username) if parts.username is not None else None
     password = urllib.parse.unquote(parts.password) if parts.password is not None else None
     netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
+    if port is not None:
+        netloc += f":{port}"
     path = parts.path if parts.path not in ("", "/") else DEFAULT_PUSH_PATH
     return urllib.parse.urlunsplit((parts.scheme, netloc, path, parts.query, "")), username, password
 

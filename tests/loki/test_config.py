@@ -75,6 +75,9 @@ def test_errors_name_the_variable_or_option():
 
 @pytest.mark.parametrize("settings, message", [
     ({"url": "ftp://x"}, "http:// or https://"),
+    ({"url": "http://u:pw@h:99999"}, "url: not a valid URL: Port out of range"),
+    ({"url": "http://h:x"}, "url: not a valid URL: Port could not be cast"),
+    ({"url": "http://[::1"}, "url: not a valid URL: Invalid IPv6 URL"),
     ({"encoding": "xml"}, "encoding"),
     ({"batch_bytes": 7 << 20}, "burst"),
     ({"labels": {"__x": "name"}}, "not a Loki label name"),
