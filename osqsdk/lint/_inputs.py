@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from osqsdk._config import osquery_bool
-from osqsdk.lint._model import DEFAULT_INTERVAL, Document, QueryRecord
+from osqsdk.lint._model import CONFIG_KEYS, DEFAULT_INTERVAL, Document, QueryRecord
 from osqsdk.lint._rule import DocAnchor, FileAnchor, Report
 from osqsdk.lint._text import (
     JsonError,
@@ -38,11 +38,6 @@ HARD_SIZE_LIMIT = 8 * 1024 * 1024
 SUFFIXES = {".conf": "json", ".json": "json", ".yml": "yaml", ".yaml": "yaml", ".sql": "sql"}
 _SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox",
               ".mypy_cache", ".pytest_cache", ".ruff_cache"}
-CONFIG_KEYS = {"options", "schedule", "packs", "decorators", "file_paths", "file_paths_query",
-               "file_accesses", "exclude_paths", "yara", "prometheus_targets", "views",
-               "events", "auto_table_construction", "feature_vectors", "logger",
-               "kafka_topics"}
-PACK_KEYS = {"queries", "discovery", "platform", "version", "shard", "oncall"}
 FLEET_LIST_KEYS = ("queries", "reports", "policies", "labels")
 _HEADER = re.compile(r"^\s*--\s*([a-z_-]+)\s*:\s*(.*?)\s*$", re.IGNORECASE)
 
@@ -233,7 +228,7 @@ class Loader:
             return None
         keys = set(value)
         is_pack = pack_name is not None or (bool(keys & {"queries", "discovery"})
-                                            and not keys & (CONFIG_KEYS - {"platform"}))
+                                            and not keys & CONFIG_KEYS)
         if not is_pack and not keys & CONFIG_KEYS and not explicit and not display.endswith(
                 ".conf"):
             return None  # some other JSON file in the tree

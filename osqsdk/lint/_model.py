@@ -11,10 +11,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from osqsdk.lint._text import Positions, SourceText, StrippedText
     from osqsdk.schema import Schema
 
-__all__ = ["Document", "LintRun", "QueryRecord", "QueryUnit"]
+__all__ = ["CONFIG_KEYS", "DEFAULT_INTERVAL", "Document", "LintRun", "QueryRecord", "QueryUnit"]
 
 #: osquery's default ``--schedule_default_interval`` and ``--pack_refresh_interval``.
 DEFAULT_INTERVAL = 3600
+#: Top-level keys of a config that osquery or its config parser plugins read.
+CONFIG_KEYS = frozenset({
+    "options", "schedule", "packs", "decorators", "file_paths", "file_paths_query",
+    "file_accesses", "exclude_paths", "yara", "prometheus_targets", "views", "events",
+    "auto_table_construction", "feature_vectors", "logger", "kafka_topics"})
 
 
 @dataclass(eq=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from osqsdk.lint._model import CONFIG_KEYS
 from osqsdk.lint._rule import DocAnchor, DocumentRule, Report, Rule, RunRule
 from osqsdk.lint._sql import suggest
 
@@ -22,10 +23,6 @@ QUERY_KEYS = ("query", "interval", "snapshot", "removed", "denylist", "platform"
 PACK_KEYS = ("queries", "discovery", "platform", "version", "shard", "oncall", "description",
              "value", "file_paths", "file_paths_query", "file_accesses", "exclude_paths",
              "yara", "events")
-CONFIG_KEYS = ("options", "schedule", "packs", "decorators", "file_paths", "file_paths_query",
-               "file_accesses", "exclude_paths", "yara", "prometheus_targets", "views",
-               "events", "auto_table_construction", "feature_vectors", "logger",
-               "kafka_topics")
 
 
 def _scheduled(document) -> Iterator[Any]:  # type: ignore[no-untyped-def]
