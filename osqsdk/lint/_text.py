@@ -71,11 +71,6 @@ class SourceText:
         end = self._starts[line] - 1 if line < len(self._starts) else len(self.text)
         return self.text[start:end]
 
-    def offset(self, line: int, column: int) -> int:
-        """Character offset of 1-based ``line``/``column``."""
-        line = max(1, min(line, len(self._starts)))
-        return self._starts[line - 1] + column - 1
-
 
 def read_source(data: bytes) -> tuple[str | None, str | None, tuple[int, int]]:
     """Decode file bytes: (text, None, _) or (None, cause, (line, column)) when unusable."""
@@ -117,16 +112,7 @@ class StrippedText:
         i = bisect.bisect_right(self._starts, offset) - 1
         if i < 0:
             return 0
-        within = offset - self._starts[i]
-        pos = self._origins[i] + within
-        # Each removed backslash-newline before ``pos`` shifts it by two characters.
-        shift = 0
-        for j in self._joins:
-            if j <= pos + shift:
-                shift += 2
-            else:
-                break
-        return pos + shift
+        return _orig_offset(self._origins[i] + offset - self._starts[i], self._joins)
 
 
 def strip_config(text: str) -> StrippedText:
@@ -166,6 +152,8 @@ def strip_config(text: str) -> StrippedText:
 
 
 def _orig_offset(pos: int, joins: list[int]) -> int:
+    """``pos`` in the joined text as an offset in the original: each removed backslash-newline
+    before it shifts it by two characters."""
     shift = 0
     for j in joins:
         if j <= pos + shift:
@@ -212,7 +200,6 @@ def _scan_json(text: str) -> Positions:
     pos = Positions()
     # Each frame: [kind, path, next key or index, seen keys, expecting_key]
     stack: list[list[Any]] = []
-    path: tuple[Any, ...] = ()
     pending_key: str | None = None
     value_path: tuple[Any, ...] = ()
     starts: list[int] = []
@@ -269,7 +256,6 @@ def _scan_json(text: str) -> Positions:
         pos.values[vp] = (start, m.end())
         if c == '"':
             pos.raw_strings[vp] = tok
-    del path
     return pos
 
 
@@ -398,8 +384,6 @@ class YamlDoc:
 
     value: Any
     positions: Positions
-    start: int
-    end: int
 
 
 def parse_yaml(text: str) -> list[YamlDoc]:
@@ -424,7 +408,7 @@ def parse_yaml(text: str) -> list[YamlDoc]:
             pos = Positions()
             budget = [200_000]
             value = _build(loader, node, (), pos, {}, budget)
-            docs.append(YamlDoc(value, pos, node.start_mark.index, node.end_mark.index))
+            docs.append(YamlDoc(value, pos))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         offset = mark.index if mark is not None else 0
