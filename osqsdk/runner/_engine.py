@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -76,7 +77,7 @@ class Engine:
                                            strict=strict_fixtures))
 
     @property
-    def calls(self) -> list[CallRecord]:
+    def calls(self) -> "deque[CallRecord]":
         return self.module.calls
 
     def _fixture_rows(self, name: str):  # type: ignore[no-untyped-def]

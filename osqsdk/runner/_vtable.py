@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
@@ -28,6 +29,7 @@ __all__ = ["ColumnInfo", "TableError", "TableSource", "VirtualTableModule"]
 _GT, _LE, _LT, _GE = 4, 8, 16, 32
 _EQ = 2
 _RANGE = {_GT, _LE, _LT, _GE}
+_CALLS_KEPT = 10_000
 # The cost osquery gives a plan that cannot use its constraints (kMaxIndexCost).
 _MAX_COST = 1_000_000.0
 
@@ -318,12 +320,11 @@ class VirtualTableModule:
     """Attaches TableSources to an apsw connection as osquery virtual tables."""
 
     connection: apsw.Connection
-    calls: list[CallRecord] = field(default_factory=list)
-    record_calls: bool = True
+    # The most recent generate calls (bounded: a long scheduler run makes millions).
+    calls: deque[CallRecord] = field(default_factory=lambda: deque(maxlen=_CALLS_KEPT))
 
     def record(self, call: CallRecord) -> None:
-        if self.record_calls:
-            self.calls.append(call)
+        self.calls.append(call)
 
     def attach(self, source: TableSource) -> None:
         table = _Table(self, source)
