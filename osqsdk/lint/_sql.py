@@ -195,7 +195,6 @@ class Source:
     node: exp.Expression
     table: TableSchema | None = None
     columns: dict[str, str] | None = None  # lower name -> spelling; None = anything
-    block: Block | None = None
 
     def has(self, name: str) -> bool | None:
         """True/False whether the source has column ``name``; None when it cannot be told."""
@@ -221,7 +220,6 @@ class Block:
     sources: list[Source] = field(default_factory=list)
     merged: set[str] = field(default_factory=set)
     aliases: set[str] = field(default_factory=set)
-    outputs: list[str] | None = None
 
     def source(self, alias: str) -> Source | None:
         low = alias.lower()
@@ -238,7 +236,6 @@ class ColumnRef:
     node: exp.Column
     name: str
     qualifier: str | None
-    block: Block
     status: str = "ok"  # ok, unknown, ambiguous, quoted-string, unknown-qualifier, alias
     source: Source | None = None
     column: ColumnSchema | None = None
@@ -261,7 +258,6 @@ class FunctionCall:
     node: exp.Expression
     name: str
     nargs: int
-    exact: bool  # True when the count is as written (user-defined or untyped calls)
 
 
 @dataclass(eq=False)
@@ -269,7 +265,6 @@ class Analysis:
     """Everything the rules need to know about one statement."""
 
     statement: exp.Expression
-    blocks: list[Block] = field(default_factory=list)
     sources: list[Source] = field(default_factory=list)
     unknown_tables: list[Source] = field(default_factory=list)
     columns: list[ColumnRef] = field(default_factory=list)
@@ -340,10 +335,10 @@ class _Analyzer:
             left, nodes = self.query(q.this, parent, ctes)
             self.query(q.expression, parent, ctes)
             # ORDER BY / LIMIT of a compound select refer to its output columns.
-            block = Block(q, parent, outputs=left)
+            block = Block(q, parent)
             block.aliases = {n.lower() for n in (left or [])}
             if left is None:
-                block.sources.append(Source("", "", "unknown", q, None, None, block))
+                block.sources.append(Source("", "", "unknown", q))
             for key in ("order", "limit", "offset"):
                 if q.args.get(key) is not None:
                     self.expressions(q.args[key], block, ctes)
@@ -360,7 +355,6 @@ class _Analyzer:
                ) -> tuple[list[str] | None, list[exp.Expression]]:
         assert self.result is not None
         block = Block(q, parent)
-        self.result.blocks.append(block)
         from_ = q.args.get("from_")
         items: list[tuple[exp.Expression, exp.Join | None]] = []
         if from_ is not None:
@@ -388,7 +382,6 @@ class _Analyzer:
             else:
                 outputs.extend(names)
             out_nodes.append(proj)
-        block.outputs = outputs
         for key, value in q.args.items():
             if key in ("with_", "from_", "expressions", "joins") or value is None:
                 continue
@@ -403,7 +396,7 @@ class _Analyzer:
             if isinstance(node, exp.Table) and isinstance(node.this, exp.Func):
                 for arg in node.this.args.values():
                     self.expressions(arg, block, ctes)
-        self.collect_constraints(q, block)
+        self.collect_constraints(q)
         return outputs, out_nodes
 
     def projection(self, proj: exp.Expression, block: Block) -> list[str] | None:
@@ -451,7 +444,7 @@ class _Analyzer:
             fname = _function_name(node.this, self.sql).lower()
             cols = self.tvfs.get(fname)
             src = Source((alias or fname).lower(), fname, "function", node, None,
-                         {c: c for c in cols} if cols is not None else None, block)
+                         {c: c for c in cols} if cols is not None else None)
             self.result.sources.append(src)
             return src
         if isinstance(node, exp.Table):
@@ -459,7 +452,7 @@ class _Analyzer:
             low = name.lower()
             if not node.args.get("db") and low in ctes:
                 cte = ctes[low]
-                src = Source((alias or name).lower(), name, "cte", node, None, cte.columns, block)
+                src = Source((alias or name).lower(), name, "cte", node, None, cte.columns)
                 self.result.sources.append(src)
                 return src
             table = self.schema.table(name)
@@ -468,7 +461,7 @@ class _Analyzer:
                 table = None
             kind = "view" if table is not None and table.origin == "view" else "table"
             src = Source((alias or name).lower(), name, kind if table else "unknown", node,
-                         table, None, block)
+                         table)
             self.result.sources.append(src)
             if table is None:
                 self.result.unknown_tables.append(src)
@@ -478,10 +471,10 @@ class _Analyzer:
             outputs, _ = self.query(node, block.parent, ctes)
             names = alias_cols or outputs
             src = Source(alias.lower(), alias or f"({kind})", kind, node, None,
-                         None if names is None else {n.lower(): n for n in names}, block)
+                         None if names is None else {n.lower(): n for n in names})
             self.result.sources.append(src)
             return src
-        src = Source(alias.lower(), alias, "unknown", node, None, None, block)
+        src = Source(alias.lower(), alias, "unknown", node)
         self.result.sources.append(src)
         return src
 
@@ -544,7 +537,7 @@ class _Analyzer:
         meta = getattr(node, "_meta", None)
         if isinstance(node, exp.Anonymous):
             self.result.functions.append(FunctionCall(node, str(node.this),
-                                                      len(node.expressions), True))
+                                                      len(node.expressions)))
             return
         if not meta or "start" not in meta:
             return  # made by the parser from syntax (CAST, CASE, operators), not a call
@@ -554,13 +547,13 @@ class _Analyzer:
         count = written_arguments(self.sql, meta["end"] + 1)
         if count is None:
             return  # not followed by an argument list: a keyword such as CURRENT_TIME
-        self.result.functions.append(FunctionCall(node, name, count, True))
+        self.result.functions.append(FunctionCall(node, name, count))
 
     def column(self, node: exp.Column, block: Block) -> None:
         assert self.result is not None
         name = node.name
         qualifier = node.table or None
-        ref = ColumnRef(node, name, qualifier, block)
+        ref = ColumnRef(node, name, qualifier)
         self.result.columns.append(ref)
         low = name.lower()
         if qualifier:
@@ -607,7 +600,7 @@ class _Analyzer:
         ref.candidates = list(block.sources)
 
     # Constraints -----------------------------------------------------------------------
-    def collect_constraints(self, q: exp.Select, block: Block) -> None:
+    def collect_constraints(self, q: exp.Select) -> None:
         conjuncts: list[exp.Expression] = []
         where = q.args.get("where")
         if where is not None:
@@ -616,9 +609,9 @@ class _Analyzer:
             if join.args.get("on") is not None:
                 conjuncts.extend(_conjuncts(join.args["on"]))
         for pred in conjuncts:
-            self.constraint(pred, block)
+            self.constraint(pred)
 
-    def constraint(self, pred: exp.Expression, block: Block) -> None:
+    def constraint(self, pred: exp.Expression) -> None:
         assert self.result is not None
         while isinstance(pred, exp.Paren):
             pred = pred.this
@@ -633,7 +626,7 @@ class _Analyzer:
             for br in _disjuncts(pred):
                 start = len(self.result.constraints)
                 for conj in _conjuncts(br):
-                    self.constraint(conj, block)
+                    self.constraint(conj)
                 added = self.result.constraints[start:]
                 del self.result.constraints[start:]
                 found: dict[int, set[str]] = {}
@@ -650,11 +643,11 @@ class _Analyzer:
             return
         if isinstance(pred, exp.In):
             if isinstance(pred.this, exp.Column):
-                self._add_constraint(pred.this, "in", pred, None, block)
+                self._add_constraint(pred.this, "in", pred, None)
             return
         if isinstance(pred, exp.Between):
             if isinstance(pred.this, exp.Column):
-                self._add_constraint(pred.this, "between", pred, None, block)
+                self._add_constraint(pred.this, "between", pred, None)
             return
         if isinstance(pred, _CONSTRAINT_OPS):
             if isinstance(pred, exp.Like) and pred.args.get("negate"):
@@ -662,12 +655,12 @@ class _Analyzer:
             left, right = pred.this, pred.expression
             op = type(pred).__name__.lower()
             if isinstance(left, exp.Column):
-                self._add_constraint(left, op, pred, right, block)
+                self._add_constraint(left, op, pred, right)
             if isinstance(right, exp.Column) and not isinstance(pred, (exp.Like, exp.Glob)):
-                self._add_constraint(right, op, pred, left, block)
+                self._add_constraint(right, op, pred, left)
 
     def _add_constraint(self, col: exp.Column, op: str, pred: exp.Expression,
-                        value: exp.Expression | None, block: Block) -> None:
+                        value: exp.Expression | None) -> None:
         assert self.result is not None
         for ref in reversed(self.result.columns):
             if ref.node is col:
