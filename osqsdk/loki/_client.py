@@ -417,7 +417,9 @@ class LokiClient:
                 raise _Aborted()
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        base = min(self.config.max_backoff, self.config.min_backoff * 2 ** (attempt - 1))
+        # A float power with a capped exponent: retrying forever must not overflow.
+        base = min(self.config.max_backoff,
+                   self.config.min_backoff * 2.0 ** min(attempt - 1, 1000))
         delay = min(self.config.max_backoff, random.uniform(base, 2 * base))
         if retry_after is not None:  # the server's wish wins over our backoff, up to 5 min
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))

@@ -83,6 +83,14 @@ def test_retry_after_is_honoured(receiver, make_config):
         assert time.monotonic() - started >= 1.0  # max_backoff is 0.05 s: the header won
 
 
+
+def test_backoff_doubles_up_to_max_backoff_and_stays_there(receiver, make_config):
+    with LokiClient(make_config(receiver.url, min_backoff=0.01, max_backoff=0.05)) as client:
+        assert 0.01 <= client._backoff(1, None) <= 0.02
+        for attempt in (4, 100, 5000):  # a long outage with retries forever
+            assert client._backoff(attempt, None) == 0.05
+        assert client._backoff(5000, 2.0) == 2.0
+
 def test_connection_resets_and_an_outage_are_retried(receiver, make_config):
     receiver.reset(times=2)
     with LokiClient(make_config(receiver.url)) as client:
