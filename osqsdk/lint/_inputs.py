@@ -87,7 +87,7 @@ class Loader:
             if not os.path.lexists(raw):
                 raise LintInputError(f"{raw}: no such file or directory")
             try:
-                real = os.path.realpath(raw, strict=True) if hasattr(os.path, "realpath") else raw
+                real = os.path.realpath(raw, strict=True)
             except (OSError, RuntimeError) as exc:
                 self._unreadable(raw, _os_cause(exc))
                 continue
@@ -237,7 +237,7 @@ class Loader:
         doc.parent = parent
         if is_pack:
             name = pack_name or Path(display).stem
-            self._pack(doc, value, (), name, from_config=pack_name is not None)
+            self._pack(doc, value, (), name)
         else:
             self._config(doc, value, ())
         return doc
@@ -254,7 +254,7 @@ class Loader:
         if isinstance(packs, dict):
             for name, pack in packs.items():
                 if isinstance(pack, dict):
-                    self._pack(doc, pack, base + ("packs", name), name, from_config=True)
+                    self._pack(doc, pack, base + ("packs", name), name)
                 elif isinstance(pack, str):
                     doc.pack_refs.append((name, pack, base + ("packs", name)))
         decorators = value.get("decorators")
@@ -296,11 +296,10 @@ class Loader:
                                                        "file_paths_query", sql,
                                                        base + ("file_paths_query", cat, i)))
 
-    def _pack(self, doc: Document, pack: dict[str, Any], base: tuple[Any, ...], name: str,
-              *, from_config: bool) -> None:
+    def _pack(self, doc: Document, pack: dict[str, Any], base: tuple[Any, ...], name: str
+              ) -> None:
         platform = pack.get("platform") if isinstance(pack.get("platform"), str) else None
-        doc.packs[name] = {"path": base, "platform": platform, "value": pack,
-                           "from_config": from_config}
+        doc.packs[name] = {"path": base, "platform": platform, "value": pack}
         queries = pack.get("queries")
         if isinstance(queries, dict):
             for qname, q in queries.items():

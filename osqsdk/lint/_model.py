@@ -45,7 +45,6 @@ class QueryRecord:
     decorator: str | None = None  # load, always, interval
     fields: dict[str, Any] = field(default_factory=dict)
     object_path: tuple[Any, ...] | None = None
-    sql_base: int = 0  # for .sql files: offset of the SQL in the file
 
     @property
     def runs_per_day(self) -> float:
@@ -53,11 +52,6 @@ class QueryRecord:
         if self.interval is None or self.interval <= 0:
             return 0.0
         return 86400.0 / self.interval
-
-    @property
-    def display(self) -> str:
-        """The name findings show: ``pack/query`` or the plain name."""
-        return self.name
 
 
 @dataclass(eq=False)

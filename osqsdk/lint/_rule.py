@@ -85,10 +85,10 @@ class Rule:
         return cls.doc().splitlines()[0] if cls.__doc__ else ""
 
     @classmethod
-    def report(cls, anchor: SqlAnchor | DocAnchor | FileAnchor, /, *, unit: Any = None,
-               document: Any = None, **args: Any) -> Report:
+    def report(cls, anchor: SqlAnchor | DocAnchor | FileAnchor, /, *, document: Any = None,
+               **args: Any) -> Report:
         """A report of this rule at ``anchor`` with message facts ``args``."""
-        return Report(cls, tuple(args.items()), anchor, unit, document)
+        return Report(cls, tuple(args.items()), anchor, document=document)
 
 
 class QueryRule(Rule):
