@@ -67,8 +67,7 @@ def table_class(name: str, evented: bool = False) -> tuple[str, dict[str, Any]]:
     return cls, facts["classes"][cls]
 
 
-def _values(constraints: list[Any], source: Source, analysis: Analysis,
-            driver_rows: float) -> tuple[float, str] | None:
+def _values(constraints: list[Any], driver_rows: float) -> tuple[float, str] | None:
     """How many values a per-value table receives, from its constraints; None: none."""
     facts = cost_facts()["patterns"]
     best: tuple[float, str] | None = None
@@ -122,7 +121,7 @@ def estimate(analysis: Analysis) -> QueryCost:
             constrained = analysis.constrained(src)
             keyed = [c for name, cs in constrained.items()
                      for c in cs if _is_key(src, name)]
-            values = _values(keyed, src, analysis, flat_rows) if keyed else None
+            values = _values(keyed, flat_rows) if keyed else None
             if values is None:
                 count = float(facts.get("unconstrained", 1))
                 why = (f"{facts['ms']} ms per {facts['per']} x {count:g} "
