@@ -84,6 +84,16 @@ def test_retry_after_is_honoured(receiver, make_config):
 
 
 
+
+def test_a_malformed_retry_after_is_ignored(receiver, make_config):
+    receiver.fail(429, retry_after="\u00b2")  # a digit to str.isdigit(), not to float()
+    receiver.fail(503, retry_after="soon")
+    with LokiClient(make_config(receiver.url)) as client:
+        lines = push_lines(client, 1)
+        assert client.flush(10)
+        assert client.metrics.value("osqsdk_loki_batch_retries_total") == 2
+    assert receiver.lines() == lines
+
 def test_backoff_doubles_up_to_max_backoff_and_stays_there(receiver, make_config):
     with LokiClient(make_config(receiver.url, min_backoff=0.01, max_backoff=0.05)) as client:
         assert 0.01 <= client._backoff(1, None) <= 0.02
