@@ -16,9 +16,11 @@ from typing import Any
 
 from sqlglot import exp
 
+from osqsdk.lint._model import Document, QueryUnit
 from osqsdk.lint._sql import Analysis, Source
 
-__all__ = ["QueryCost", "Term", "cost_facts", "cost_report", "estimate"]
+__all__ = ["SCHEDULED_KINDS", "QueryCost", "Term", "cost_facts", "cost_report", "estimate",
+           "pack_groups"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -142,7 +144,18 @@ def _is_key(src: Source, column: str) -> bool:
     return col is not None and (col.index or col.required or col.additional)
 
 
-_SCHEDULED = ("schedule", "pack", "discovery", "fleet_query", "sql")
+#: Record kinds osquery runs on a schedule: their cost adds up per pack.
+SCHEDULED_KINDS = ("schedule", "pack", "discovery", "fleet_query", "sql")
+
+
+def pack_groups(units: list[QueryUnit]) -> dict[tuple[Document, str], list[QueryUnit]]:
+    """Scheduled units that have an estimate, by document and pack (``schedule`` for a
+    config's own schedule), in the order they were linted."""
+    groups: dict[tuple[Document, str], list[QueryUnit]] = {}
+    for unit in units:
+        if unit.cost is not None and unit.record.kind in SCHEDULED_KINDS:
+            groups.setdefault((unit.document, unit.record.pack or "schedule"), []).append(unit)
+    return groups
 
 
 def cost_report(result: Any) -> str:
@@ -150,21 +163,17 @@ def cost_report(result: Any) -> str:
     estimated ms per run, runs a day (86400 / interval), ms per day, and the terms behind
     the estimate; then each pack's total per day."""
     run = getattr(result, "run", None)
-    units = [u for u in (run.units if run else []) if u.cost is not None
-             and u.record.kind in _SCHEDULED]
-    if not units:
+    groups = pack_groups(run.units if run else [])
+    if not groups:
         return "Cost report: no scheduled queries."
     lines = ["Cost report (static estimate, see schema/cost.json):"]
-    groups: dict[tuple[str, str], list[Any]] = {}
-    for unit in units:
-        groups.setdefault((unit.document.path, unit.record.pack or "schedule"), []).append(unit)
-    for (path, pack), members in groups.items():
-        total = sum(u.cost.ms * u.record.runs_per_day for u in members)
-        lines.append(f"{path}: pack {pack}: {total / 1000:,.1f} s of work per day "
+    for (document, pack), members in groups.items():
+        total = sum(u.ms_per_day for u in members)
+        lines.append(f"{document.path}: pack {pack}: {total / 1000:,.1f} s of work per day "
                      f"over {len(members)} queries")
         for unit in members:
             record, cost = unit.record, unit.cost
-            daily = cost.ms * record.runs_per_day
+            daily = unit.ms_per_day
             lines.append(f"  {record.name:28s} {cost.label:9s} {cost.ms:8.1f} ms/run "
                          f"x {record.runs_per_day:7g} runs/day = {daily / 1000:9.1f} s/day"
                          f"  ({cost.explain()})")

@@ -123,6 +123,11 @@ class QueryUnit:
     def analysis(self) -> Analysis | None:
         return self.analyses[0] if self.analyses else None
 
+    @property
+    def ms_per_day(self) -> float:
+        """Estimated cost per run times runs a day (0 without an estimate)."""
+        return self.cost.ms * self.record.runs_per_day if self.cost is not None else 0.0
+
 
 @dataclass(eq=False)
 class LintRun:

@@ -226,7 +226,7 @@ class QueryOverBudget(QueryRule):
             yield self.at(None, what="cost per run", value=round(cost.ms),
                           budget=round(s.run_ms), explain=cost.explain())
             return
-        daily = cost.ms * unit.record.runs_per_day
+        daily = unit.ms_per_day
         if daily > s.query_ms_per_day:
             yield self.at(None, what=f"cost per day ({unit.record.runs_per_day:g} runs)",
                           value=round(daily), budget=round(s.query_ms_per_day),
@@ -256,17 +256,11 @@ class PackOverBudget(RunRule):
     message = "pack {pack}: estimated {value} ms per day over {count} queries, over the budget of {budget} ms"
 
     def check(self, run) -> Iterator[Report]:  # type: ignore[no-untyped-def]
-        groups: dict[tuple[int, str], list] = {}
-        for unit in run.units:
-            if unit.cost is None or unit.record.kind not in ("schedule", "pack", "discovery",
-                                                             "fleet_query", "sql"):
-                continue
-            key = (id(unit.document), unit.record.pack or "schedule")
-            groups.setdefault(key, []).append(unit)
-        for (_, pack), units in groups.items():
-            daily = sum(u.cost.ms * u.record.runs_per_day for u in units)
+        from osqsdk.lint._cost import pack_groups
+
+        for (doc, pack), units in pack_groups(run.units).items():
+            daily = sum(u.ms_per_day for u in units)
             if daily > run.settings.pack_ms_per_day:
-                doc = units[0].document
                 info = doc.packs.get(pack)
                 path = info["path"] if info else ("schedule",) if pack == "schedule" else ()
                 yield self.report(DocAnchor(path, key=True), document=doc, pack=pack,
