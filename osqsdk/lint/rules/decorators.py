@@ -89,6 +89,8 @@ class DecoratorIntervalNotMinute(DocumentRule):
     message = "decorator interval {key!r} is not a positive multiple of 60 seconds; osquery skips it"
 
     def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+        from osqsdk.lint._inputs import parse_interval
+
         seen = set()
         for rec in document.queries:
             if rec.decorator != "interval":
@@ -98,8 +100,6 @@ class DecoratorIntervalNotMinute(DocumentRule):
             if base in seen:
                 continue
             seen.add(base)
-            from osqsdk.lint._inputs import parse_interval
-
             value = parse_interval(key)
             if value is None or value <= 0 or value % 60:
                 yield self.report(DocAnchor(base, key=True), key=key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from osqsdk.lint._rule import DocAnchor, DocumentRule, QueryRule, Report, Rule
+from osqsdk.lint._rule import DocAnchor, DocumentRule, QueryRule, Report, Rule, SqlAnchor
 
 __all__ = ["AnalysisFailed", "ConfigTooLarge", "DuplicateKey", "InvalidJson", "InvalidStructure", "InvalidYaml",
            "SyntaxError_", "TooDeeplyNested", "UnreadableFile"]
@@ -39,13 +39,8 @@ class SyntaxError_(QueryRule):
     def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
         parsed = unit.parsed
         if parsed.error and not parsed.too_deep:
-            yield self.report_at(parsed.error_offset, parsed.error_end, detail=parsed.error)
-
-    @classmethod
-    def report_at(cls, start: int, end: int | None, **args: object) -> Report:
-        from osqsdk.lint._rule import SqlAnchor
-
-        return cls.report(SqlAnchor(start, end if end is not None else start + 1), **args)
+            end = parsed.error_end if parsed.error_end is not None else parsed.error_offset + 1
+            yield self.report(SqlAnchor(parsed.error_offset, end), detail=parsed.error)
 
 
 class InvalidJson(Rule):
@@ -139,7 +134,6 @@ class TooDeeplyNested(QueryRule):
     def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
         parsed = unit.parsed
         if parsed.too_deep:
-            from osqsdk.lint._rule import SqlAnchor
             from osqsdk.lint._sql import PARSE_DEPTH_LIMIT, SQLITE_MAX_DEPTH
 
             limit = SQLITE_MAX_DEPTH if parsed.depth > SQLITE_MAX_DEPTH else PARSE_DEPTH_LIMIT
@@ -197,8 +191,8 @@ class InvalidStructure(DocumentRule):
         for base, value, schema in _parts(document):
             for path, detail in errors(value, schema):
                 full = base + path
-                where = "/".join(str(p) for p in full[1:] if True) if document.fleet else \
-                    "/".join(str(p) for p in full)
+                shown = full[1:] if document.fleet else full  # not the YAML document index
+                where = "/".join(str(p) for p in shown)
                 yield self.report(DocAnchor(full), where=where or "(top level)", detail=detail)
 
 

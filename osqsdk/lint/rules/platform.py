@@ -99,8 +99,7 @@ def _platform_values(document) -> Iterator[tuple[tuple, str, str]]:  # type: ign
             yield pack["path"] + ("platform",), pack["platform"], f"pack {name}"
     for rec in document.queries:
         if rec.platform is not None and rec.object_path is not None:
-            key = "platform"
-            yield rec.object_path + (key,), rec.platform, f"query {rec.name}"
+            yield rec.object_path + ("platform",), rec.platform, f"query {rec.name}"
 
 
 class UnknownPlatform(DocumentRule):
