@@ -70,6 +70,9 @@ class ColumnNotOnPlatform(QueryRule):
     -- platform: linux
     SELECT pid, cgroup_path FROM processes;
     ```
+
+    ## Options
+    `platform` lints every query as if it targeted those platforms.
     """
 
     code = "OSQ202"

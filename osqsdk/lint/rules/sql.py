@@ -142,6 +142,10 @@ class UnknownColumn(QueryRule):
     ## Known problems
     Columns of table-valued functions other than `json_each`/`json_tree` and of extension
     tables without a schema are not checked.
+
+    ## Options
+    `schema` (extension tables), `osquery-version` (columns added in a later release are
+    reported too).
     """
 
     code = "OSQ104"
