@@ -55,11 +55,10 @@ def main(argv=None):
         if "spool_dir" not in overrides and "OSQSDK_LOKI_SPOOL_DIR" not in os.environ:
             overrides["spool_dir"] = DEFAULT_SPOOL
         config = load_config(config_file, **overrides)
+        plugin = LokiLogger(config)
     except LokiConfigError as exc:
         sys.stderr.write(f"osqsdk_loki: configuration error: {exc}\n")
         return EX_USAGE
-    try:
-        plugin = LokiLogger(config)
     except SpoolError as exc:
         sys.stderr.write(f"osqsdk_loki: {exc}\n")
         return EX_CANTCREAT

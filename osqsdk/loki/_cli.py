@@ -89,6 +89,8 @@ def tail(path: str, url: str | None, spool_dir: str | None, once: bool,
         client = LokiClient(config)
     except SpoolError as exc:
         raise click.ClickException(str(exc)) from None
+    except LokiConfigError as exc:  # a setting that cannot be used here, e.g. a busy port
+        raise click.UsageError(f"configuration: {exc}") from None
     tailer = Tailer(path, client, Mapper(config), poll_interval=poll_interval, host=host)
 
     def stop(signum: int, frame: object) -> None:

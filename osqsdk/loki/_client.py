@@ -149,7 +149,14 @@ class LokiClient:
         self._sender = threading.Thread(target=self._run_sender, name="osqsdk-loki-sender",
                                         daemon=True)
         if config.metrics_port is not None:
-            self._metrics_server = self.metrics.serve(config.metrics_port, config.metrics_addr)
+            try:
+                self._metrics_server = self.metrics.serve(config.metrics_port,
+                                                          config.metrics_addr)
+            except OSError as exc:  # port in use, unknown address
+                self.spool.close()
+                raise LokiConfigError(
+                    f"metrics_port: cannot serve metrics on {config.metrics_addr}:"
+                    f"{config.metrics_port}: {exc.strerror or exc}", "metrics_port") from None
         if start:
             self.start()
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import socket
 import subprocess
 import time
 
 import pytest
 
-from osqsdk.loki import DropReason, LokiClient, LokiConfig, format_labels
+from osqsdk.loki import DropReason, LokiClient, LokiConfig, LokiConfigError, format_labels
 from osqsdk.testing import LokiReceiver
 from tests.conftest import wait_until
 
@@ -405,6 +407,17 @@ def test_label_values_are_escaped_so_loki_parses_them(receiver, make_config):
 
 def test_format_labels_is_sorted_and_drops_empty_values():
     assert format_labels({"b": "2", "a": "1", "e": ""}) == '{a="1", b="2"}'
+
+
+def test_a_busy_metrics_port_is_a_configuration_error_and_frees_the_spool(receiver, make_config):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        config = make_config(receiver.url, metrics_port=busy.getsockname()[1])
+        with pytest.raises(LokiConfigError, match="metrics_port: cannot serve metrics on "
+                                                  "127.0.0.1:"):
+            LokiClient(config)
+    LokiClient(dataclasses.replace(config, metrics_port=None)).close()  # not locked
 
 
 def test_config_from_the_client_is_required():
