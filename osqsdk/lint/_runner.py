@@ -402,8 +402,9 @@ def _comment_lines(doc: Document) -> Iterable[tuple[int, str]]:
 
 def _suppressions(doc: Document) -> _Suppressions:
     sup = _Suppressions()
-    comment_lines = {ln for ln, _ in _comment_lines(doc)}
-    for line, text in _comment_lines(doc):
+    comments = list(_comment_lines(doc))
+    comment_lines = {ln for ln, _ in comments}
+    for line, text in comments:
         m = NOQA.search(text)
         if not m:
             continue
