@@ -10,11 +10,12 @@ import gc
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from osqsdk.lint._finding import SEVERITIES
-from osqsdk.lint._report import FORMATS
+from osqsdk.lint._report import FORMATS, render
 
 __all__ = ["lint", "rule", "rules"]
 
@@ -66,23 +67,17 @@ def _progress_printer(stream):  # type: ignore[no-untyped-def]
 @click.option("--cost", "cost_report", is_flag=True,
               help="After the findings, print the cost model's estimate for every scheduled "
                    "query and pack (per run, runs a day, per day, and why).")
-def lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
-         extend_select: str | None, ignore: str | None, platform: str | None,
-         osquery_version: str | None, schema_files: tuple[str, ...], fleetd: bool | None,
-         hosts: int | None, fail_on: str | None, config_file: str | None, no_config: bool,
-         exit_zero: bool, quiet: bool, no_progress: bool, skip_other_files: bool,
-         cost_report: bool) -> int:
+def lint(**options: Any) -> int:
     """Lint osquery configs, packs, Fleet YAML and .sql files (default: the current directory).
 
     Exit codes: 0 clean, 1 findings at or above --fail-on, 2 usage or I/O error.
     """
-    # The command's process ends right after it: keep the cycle collector from walking the
-    # parse trees during the run and again at the end (freeze, then re-enable).
+    # ``options`` are the parameters above, by name, for _lint. The command's process ends
+    # right after it: keep the cycle collector from walking the parse trees during the run
+    # and again at the end (freeze, then re-enable).
     gc.disable()
     try:
-        return _lint(paths, fmt, select, extend_select, ignore, platform, osquery_version,
-                     schema_files, fleetd, hosts, fail_on, config_file, no_config, exit_zero,
-                     quiet, no_progress, skip_other_files, cost_report)
+        return _lint(**options)
     finally:
         gc.freeze()
         gc.enable()
@@ -93,10 +88,9 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
           osquery_version: str | None, schema_files: tuple[str, ...], fleetd: bool | None,
           hosts: int | None, fail_on: str | None, config_file: str | None, no_config: bool,
           exit_zero: bool, quiet: bool, no_progress: bool, skip_other_files: bool,
-          cost_report: bool = False) -> int:
+          cost_report: bool) -> int:
     from osqsdk.errors import SchemaError
     from osqsdk.lint._inputs import LintInputError
-    from osqsdk.lint._report import render
     from osqsdk.lint._runner import lint_paths, unknown_selectors
     from osqsdk.lint._settings import SettingsError, find_pyproject, load_settings, parse_platforms
 
