@@ -495,8 +495,7 @@ class Spool:
             self._note_disk_error(exc)
             return False
         if self.fsync_interval == 0:
-            os.fsync(old_fd)  # writers waiting on a group commit may still count on it
-            os.close(old_fd)
+            self._fsync_and_close(old_fd)  # writers waiting on a group commit count on it
         else:
             self._to_close.append(old_fd)
         return True
@@ -580,11 +579,8 @@ class Spool:
                 target, fd = self._written_seq, os.dup(self._fd)
                 self._cond.release()
                 try:
-                    os.fsync(fd)
-                except OSError as exc:
-                    log.error("spool %s: fsync failed: %s", self.directory, exc.strerror)
+                    self._fsync_and_close(fd)
                 finally:
-                    os.close(fd)
                     self._cond.acquire()
                     self._syncing = False
                 self._synced_seq = max(self._synced_seq, target)
@@ -609,25 +605,27 @@ class Spool:
             target = self._written_seq
             self._dirty = False
         for old in closing:
-            try:
-                os.fsync(old)
-            except OSError:
-                pass
-            os.close(old)
+            self._fsync_and_close(old)
         if fd >= 0:
-            try:
-                os.fsync(fd)
+            self._fsync_and_close(fd, directory=True)
+            with self._lock:
+                self._synced_seq = max(self._synced_seq, target)
+
+    def _fsync_and_close(self, fd: int, *, directory: bool = False) -> None:
+        """fsync ``fd`` (and with ``directory`` the spool directory, which holds the segments'
+        names), then close ``fd``. A failure is logged: the data is written, not durable."""
+        try:
+            os.fsync(fd)
+            if directory:
                 dir_fd = os.open(self.directory, os.O_RDONLY)
                 try:
                     os.fsync(dir_fd)
                 finally:
                     os.close(dir_fd)
-            except OSError as exc:
-                log.error("spool %s: fsync failed: %s", self.directory, exc.strerror)
-            finally:
-                os.close(fd)
-            with self._lock:
-                self._synced_seq = max(self._synced_seq, target)
+        except OSError as exc:
+            log.error("spool %s: fsync failed: %s", self.directory, exc.strerror)
+        finally:
+            os.close(fd)
 
     # -- reading and acknowledging -----------------------------------------------------
     def read(self, max_bytes: int, timeout: float,
