@@ -59,6 +59,14 @@ def parse_interval(value: Any) -> int | None:
     return None
 
 
+def _sql_list(value: Any) -> Iterator[tuple[int, str]]:
+    """(index, SQL) for each string of a JSON list; nothing when ``value`` is not a list."""
+    if isinstance(value, list):
+        for i, sql in enumerate(value):
+            if isinstance(sql, str):
+                yield i, sql
+
+
 def _within(path: str, roots: list[str]) -> bool:
     for root in roots:
         if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
@@ -260,41 +268,33 @@ class Loader:
         decorators = value.get("decorators")
         if isinstance(decorators, dict):
             for kind in ("load", "always"):
-                items = decorators.get(kind)
-                if isinstance(items, list):
-                    for i, sql in enumerate(items):
-                        if isinstance(sql, str):
-                            self._add(doc, QueryRecord(
-                                f"decorators.{kind}[{i}]", "decorator", sql,
-                                base + ("decorators", kind, i), decorator=kind,
-                                interval=None if kind == "load" else 0))
+                for i, sql in _sql_list(decorators.get(kind)):
+                    doc.queries.append(QueryRecord(
+                        f"decorators.{kind}[{i}]", "decorator", sql,
+                        base + ("decorators", kind, i), decorator=kind,
+                        interval=None if kind == "load" else 0))
             intervals = decorators.get("interval")
             if isinstance(intervals, dict):
                 for key, items in intervals.items():
-                    if not isinstance(items, list):
-                        continue
-                    for i, sql in enumerate(items):
-                        if isinstance(sql, str):
-                            self._add(doc, QueryRecord(
-                                f"decorators.interval.{key}[{i}]", "decorator", sql,
-                                base + ("decorators", "interval", key, i),
-                                decorator="interval", interval=parse_interval(key)))
+                    for i, sql in _sql_list(items):
+                        doc.queries.append(QueryRecord(
+                            f"decorators.interval.{key}[{i}]", "decorator", sql,
+                            base + ("decorators", "interval", key, i),
+                            decorator="interval", interval=parse_interval(key)))
         views = value.get("views")
         if isinstance(views, dict):
             for name, sql in views.items():
                 if isinstance(sql, str):
                     rec = QueryRecord(str(name), "view", sql, base + ("views", name))
-                    self._add(doc, rec)
+                    doc.queries.append(rec)
                     doc.views[str(name)] = rec
         fpq = value.get("file_paths_query")
         if isinstance(fpq, dict):
             for cat, items in fpq.items():
-                if isinstance(items, list):
-                    for i, sql in enumerate(items):
-                        if isinstance(sql, str):
-                            self._add(doc, QueryRecord(f"file_paths_query.{cat}[{i}]",
-                                                       "file_paths_query", sql,
-                                                       base + ("file_paths_query", cat, i)))
+                for i, sql in _sql_list(items):
+                    doc.queries.append(QueryRecord(f"file_paths_query.{cat}[{i}]",
+                                                   "file_paths_query", sql,
+                                                   base + ("file_paths_query", cat, i)))
 
     def _pack(self, doc: Document, pack: dict[str, Any], base: tuple[Any, ...], name: str
               ) -> None:
@@ -304,30 +304,23 @@ class Loader:
         if isinstance(queries, dict):
             for qname, q in queries.items():
                 self._query(doc, q, base + ("queries", qname), qname, "pack", name, platform)
-        discovery = pack.get("discovery")
-        if isinstance(discovery, list):
-            for i, sql in enumerate(discovery):
-                if isinstance(sql, str):
-                    self._add(doc, QueryRecord(f"discovery[{i}]", "discovery", sql,
-                                               base + ("discovery", i), pack=name,
-                                               interval=DEFAULT_INTERVAL,
-                                               pack_platform=platform))
+        for i, sql in _sql_list(pack.get("discovery")):
+            doc.queries.append(QueryRecord(f"discovery[{i}]", "discovery", sql,
+                                           base + ("discovery", i), pack=name,
+                                           interval=DEFAULT_INTERVAL, pack_platform=platform))
 
     def _query(self, doc: Document, q: Any, path: tuple[Any, ...], name: str, kind: str,
                pack: str | None, pack_platform: str | None) -> None:
         if not isinstance(q, dict) or not isinstance(q.get("query"), str):
             return  # the structure rule reports it
         interval = parse_interval(q.get("interval")) if "interval" in q else DEFAULT_INTERVAL
-        self._add(doc, QueryRecord(
+        doc.queries.append(QueryRecord(
             str(name), kind, q["query"], path + ("query",), pack=pack, interval=interval,
             platform=q.get("platform") if isinstance(q.get("platform"), str) else None,
             pack_platform=pack_platform, snapshot=osquery_bool(q.get("snapshot"), False),
             removed=osquery_bool(q.get("removed"), True) if "removed" in q else None,
             version=q.get("version") if isinstance(q.get("version"), str) else None,
             fields=q, object_path=path))
-
-    def _add(self, doc: Document, rec: QueryRecord) -> None:
-        doc.queries.append(rec)
 
     # YAML ----------------------------------------------------------------------------
     def _load_yaml(self, display: str, source: SourceText, explicit: bool, real: str
@@ -433,7 +426,7 @@ class Loader:
             interval = None  # Fleet: 0 means "not scheduled"
         platform = spec.get("platform")
         logging = spec.get("logging")
-        self._add(doc, QueryRecord(
+        doc.queries.append(QueryRecord(
             str(spec.get("name") or ""), kind, sql, path + ("query",), interval=interval,
             platform=platform if isinstance(platform, str) else None,
             snapshot=logging == "snapshot", removed=False if logging ==
@@ -457,7 +450,7 @@ class Loader:
                           interval=interval, platform=headers.get("platform"),
                           version=headers.get("version"), fields=headers)
         doc.value = headers
-        self._add(doc, rec)
+        doc.queries.append(rec)
         return doc
 
     # Pack references -----------------------------------------------------------------
