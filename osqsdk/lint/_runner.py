@@ -217,19 +217,9 @@ def _fleet_pack_records(documents: list[Document]) -> None:
                     else None))
 
 
-def _config_limit(version: str | None) -> tuple[int, str]:
-    from osqsdk.schema import version_key
-
-    if version and version_key(version) > version_key("5.23.99"):
-        return 4 * 1024 * 1024, version
-    return 1024 * 1024, version or "5.23"
-
-
 def run_documents(documents: list[Document], loader_reports: list[Report], settings: Settings,
                   engine: _Engine, progress: Callable[[int, int], None] | None = None
                   ) -> LintResult:
-    from osqsdk.lint.rules.inputs import ConfigTooLarge
-
     _fleet_pack_records(documents)
     engine.prepare(documents)
     reports: list[Report] = list(loader_reports)
@@ -237,12 +227,8 @@ def run_documents(documents: list[Document], loader_reports: list[Report], setti
     query_rules = [r() for r in engine.rules if issubclass(r, QueryRule)]
     doc_rules = [r() for r in engine.rules if issubclass(r, DocumentRule)]
     run_rules = [r() for r in engine.rules if issubclass(r, RunRule)]
-    limit, version = _config_limit(settings.osquery_version)
     total = len(documents)
     for i, doc in enumerate(documents):
-        if doc.stripped is not None and doc.size > limit and ConfigTooLarge in engine.rules:
-            reports.append(ConfigTooLarge.report(FileAnchor(1, 1), document=doc, size=doc.size,
-                                                 limit=limit, version=version))
         for rec in doc.queries:
             try:
                 unit = engine.unit(doc, rec)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from osqsdk.lint._rule import DocAnchor, DocumentRule, QueryRule, Report, Rule, SqlAnchor
+from osqsdk.lint._rule import (
+    DocAnchor,
+    DocumentRule,
+    FileAnchor,
+    QueryRule,
+    Report,
+    Rule,
+    RunRule,
+    SqlAnchor,
+)
 
 __all__ = ["AnalysisFailed", "ConfigTooLarge", "DuplicateKey", "InvalidJson", "InvalidStructure", "InvalidYaml",
            "SyntaxError_", "TooDeeplyNested", "UnreadableFile"]
@@ -141,7 +150,7 @@ class TooDeeplyNested(QueryRule):
                               what="query parentheses", limit=limit)
 
 
-class ConfigTooLarge(Rule):
+class ConfigTooLarge(RunRule):
     """A config or pack file is larger than osquery reads.
 
     ## Why is this bad?
@@ -161,6 +170,19 @@ class ConfigTooLarge(Rule):
     code = "OSQ006"
     name = "config-too-large"
     message = "{size} bytes is more than the {limit} bytes osquery {version} reads"
+
+    def check(self, run) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+        from osqsdk.schema import version_key
+
+        version = run.settings.osquery_version
+        if version and version_key(version) > version_key("5.23.99"):
+            limit = 4 * 1024 * 1024
+        else:
+            limit, version = 1024 * 1024, version or "5.23"
+        for doc in run.documents:
+            if doc.stripped is not None and doc.size > limit:  # after comment stripping
+                yield self.report(FileAnchor(1, 1), document=doc, size=doc.size, limit=limit,
+                                  version=version)
 
 
 class InvalidStructure(DocumentRule):
