@@ -513,6 +513,8 @@ class Spool:
                 os.unlink(path)
                 raise
             size = len(record)
+        if self.fsync_interval == 0:  # answers wait for fsync: the file's name must last too
+            self._fsync_and_close(os.dup(fd), directory=True)
         self._fd = fd
         self._segments.append(_Segment(first_seq, path, size))
         self._total += size

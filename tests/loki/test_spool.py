@@ -174,6 +174,24 @@ def test_group_commit_with_concurrent_writers(tmp_path):
                                                     for i in range(50))
 
 
+def test_with_fsync_interval_0_a_new_segment_is_in_a_synced_directory_before_append_returns(
+        tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if threading.current_thread() is threading.main_thread():  # not the background sync
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    with spool(tmp_path, fsync_interval=0, segment_bytes=4096) as s:
+        monkeypatch.setattr(os, "fsync", fsync)
+        while len(list(tmp_path.glob("*.seg"))) < 2:
+            s.append(entries(1, size=100))
+        monkeypatch.undo()
+    assert str(tmp_path) in synced
+
+
 def test_entries_written_by_a_killed_process_are_there(tmp_path):
     code = (
         "import os, sys\n"
