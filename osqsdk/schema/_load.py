@@ -90,10 +90,10 @@ def _type(value: Any, where: str) -> ColumnType:
 
 
 def _platforms(values: Any) -> tuple[str, ...]:
-    if not values:
-        return ()
     if isinstance(values, str):
         values = values.replace(",", " ").split()
+    if not values or not isinstance(values, list):
+        return ()
     out: list[str] = []
     for value in values:
         name = _PLATFORM_ALIASES.get(str(value).strip().lower(), str(value).strip().lower())
@@ -103,15 +103,20 @@ def _platforms(values: Any) -> tuple[str, ...]:
 
 
 def _names(values: Any) -> tuple[str, ...]:
-    if not values:
-        return ()
     if isinstance(values, str):
-        return (values,)
-    return tuple(str(v) for v in values if isinstance(v, str) and v)
+        return (values,) if values else ()
+    if not isinstance(values, list):
+        return ()
+    return tuple(v for v in values if isinstance(v, str) and v)
 
 
 def _flag(obj: Mapping[str, Any], key: str) -> bool:
     return obj.get(key) is True
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (for optional facts)."""
+    return value if isinstance(value, dict) else {}
 
 
 _TYPE_CACHE: dict[Any, ColumnType] = {}
@@ -120,7 +125,7 @@ _TYPE_CACHE: dict[Any, ColumnType] = {}
 def _column(obj: Any, where: str) -> ColumnSchema:
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"]:
         raise SchemaError(f"{where}: a column needs a name")
-    if len(obj) == 2 and "type" in obj:  # the common case: name and type only
+    if len(obj) == 2 and isinstance(obj.get("type"), str):  # the common case: name and type
         ctype = _TYPE_CACHE.get(obj["type"])
         if ctype is None:
             ctype = _TYPE_CACHE[obj["type"]] = _type(obj["type"], where)
@@ -209,16 +214,16 @@ def apply_versions(schema: Schema, index: Mapping[str, Any], *,
         if not isinstance(info, dict):
             tables.append(table)
             continue
-        col_facts = info.get("columns", {}) if isinstance(info.get("columns"), dict) else {}
+        col_facts = _mapping(info.get("columns"))
         columns = []
         for col in table.columns:
-            first = (col_facts.get(col.name) or {}).get("first")
+            first = _mapping(col_facts.get(col.name)).get("first")
             since = first if first and first != info.get("first") else col.since
             columns.append(col if since == col.since else replace(col, since=since))
         removed = dict(table.removed_columns)
         have = {c.name for c in table.columns}
         for name, cinfo in col_facts.items():
-            last = cinfo.get("last") if isinstance(cinfo, dict) else None
+            last = _mapping(cinfo).get("last")
             if name not in have and last and newest and version_key(last) < version_key(newest):
                 removed[name] = last
         tables.append(table.with_(columns=tuple(columns), since=info.get("first") or table.since,
@@ -230,13 +235,13 @@ def apply_versions(schema: Schema, index: Mapping[str, Any], *,
         last = info.get("last")
         if not last or (newest and version_key(last) >= version_key(newest)):
             continue
-        history = info.get("platforms_history") or {}
+        history = _mapping(info.get("platforms_history"))
         platforms: tuple[str, ...] = ()
-        if isinstance(history, dict) and history:
+        if history:
             newest_key = max(history, key=lambda k: version_key(str(
-                (history[k] or {}).get("last"))))
+                _mapping(history[k]).get("last"))))
             platforms = _platforms(newest_key.split(","))
-        cols = info.get("columns") or {}
+        cols = _mapping(info.get("columns"))
         gone.append(TableSchema(
             name=name, platforms=platforms, since=info.get("first"), until=last,
             columns=tuple(ColumnSchema(c) for c in cols)))

@@ -89,6 +89,7 @@ def test_specs_master_reads_attributes(shared: Path) -> None:
     ('{"hello": 1}', "not a table schema"),
     ('[{"name": "t", "columns": [{"name": "c", "type": "weird"}]}]', "unknown column type"),
     ('[{"name": "t", "columns": [{"type": "text"}]}]', "needs a name"),
+    ('[{"name": "t", "columns": [{"name": "c", "type": ["text"]}]}]', "unknown column type"),
 ])
 def test_bad_schema_files_raise_schema_error_naming_the_file(tmp_path: Path, payload: str,
                                                              needle: str) -> None:
@@ -98,6 +99,22 @@ def test_bad_schema_files_raise_schema_error_naming_the_file(tmp_path: Path, pay
         load_schema(bad)
     assert needle in str(info.value)
     assert "bad.json" in str(info.value)
+
+
+def test_optional_facts_of_the_wrong_shape_are_left_out(tmp_path: Path) -> None:
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps([{"name": "t", "platforms": 5, "aliases": {"a": 1}, "columns": [
+        {"name": "c", "type": "text", "aliases": 5, "platforms": None}]}]))
+    t = load_schema(odd).table("t")
+    assert (t.platforms, t.aliases) == ((), ())
+    assert (t.column("c").aliases, t.column("c").platforms) == ((), ())
+    index = tmp_path / "versions.json"
+    index.write_text(json.dumps({"versions": ["5.0.0", "5.1.0"], "tables": {
+        "t": {"first": "5.0.0", "columns": {"c": 5}},
+        "gone": {"first": "1.0.0", "last": "2.0.0", "columns": 5,
+                 "platforms_history": {"linux": 5}}}}))
+    s = load_schema(odd, index)
+    assert s.table("t").since == "5.0.0" and s.removed_table("gone").until == "2.0.0"
 
 
 def test_missing_schema_file_is_a_schema_error(tmp_path: Path) -> None:
