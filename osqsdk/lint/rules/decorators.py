@@ -13,9 +13,10 @@ __all__ = ["DecoratorColumnCollision", "DecoratorIntervalNotMinute", "DecoratorM
 _AGGREGATES = (exp.AggFunc,)
 
 
-def _single_row(statement: exp.Expression, analysis) -> bool:  # type: ignore[no-untyped-def]
+def _single_row(analysis) -> bool:  # type: ignore[no-untyped-def]
     from osqsdk.lint._cost import table_class
 
+    statement = analysis.statement
     if not isinstance(statement, exp.Select):
         return False
     limit = statement.args.get("limit")
@@ -25,9 +26,9 @@ def _single_row(statement: exp.Expression, analysis) -> bool:  # type: ignore[no
     if statement.args.get("group") is None and any(
             isinstance(p.unalias(), _AGGREGATES) for p in statement.expressions):
         return True
-    tables = list(analysis.tables())
     if not analysis.sources:
         return True  # SELECT 'x' AS y
+    tables = list(analysis.tables())
     return bool(tables) and len(tables) == len(analysis.sources) and all(
         table_class(t.table.name)[0] == "single-row" for t in tables)
 
@@ -63,7 +64,7 @@ class DecoratorMultipleRows(QueryRule):
     def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
         if unit.record.kind != "decorator" or unit.analysis is None:
             return
-        if not _single_row(unit.analysis.statement, unit.analysis):
+        if not _single_row(unit.analysis):
             yield self.at(None)
 
 
