@@ -186,7 +186,7 @@ class Loader:
             return self._load_json(display, source, explicit, pack_name, parent)
         if kind == "yaml":
             return self._load_yaml(display, source, explicit, real)
-        return self._load_sql(display, source, real)
+        return self._load_sql(display, source)
 
     def load(self, display: str, real: str, explicit: bool, *, pack_name: str | None = None,
              parent: Document | None = None) -> Document | None:
@@ -433,7 +433,7 @@ class Loader:
             "differential_ignore_removals" else None, fields=spec, object_path=path))
 
     # SQL files -----------------------------------------------------------------------
-    def _load_sql(self, display: str, source: SourceText, real: str) -> Document | None:
+    def _load_sql(self, display: str, source: SourceText) -> Document | None:
         doc = Document(display, "sql", source, size=len(source.text))
         headers: dict[str, str] = {}
         for line in source.text.splitlines():

@@ -258,7 +258,7 @@ def run_documents(documents: list[Document], loader_reports: list[Report], setti
         except Exception as exc:  # noqa: BLE001 - reported as OSQ009
             if documents:
                 reports.append(_failed(exc, FileAnchor(1, 1), documents[0], rule))
-    findings = _place(reports, documents, settings, engine)
+    findings = _place(reports, settings, engine)
     return LintResult(findings, run, total)
 
 
@@ -272,8 +272,7 @@ def _failed(exc: BaseException, anchor: Any, doc: Document, rule: Any = None) ->
 
 # --- placing findings --------------------------------------------------------------------
 
-def _place(reports: list[Report], documents: list[Document], settings: Settings,
-           engine: _Engine) -> list[Finding]:
+def _place(reports: list[Report], settings: Settings, engine: _Engine) -> list[Finding]:
     from osqsdk.lint._inputs import sql_offset_map
 
     maps: dict[int, Callable[[int], int]] = {}
