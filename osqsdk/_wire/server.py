@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import selectors
 import socket
 import struct
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -98,6 +98,57 @@ def _escape_surrogates(response: ExtensionResponse) -> None:
         response.status.message = fix(response.status.message)
 
 
+class _Workers:
+    """At most ``size`` threads taking connections from a queue, started as needed.
+
+    Lighter than concurrent.futures' pool (no Future per connection, which osqueryd opens
+    two of per call) and its threads end when the server stops.
+    """
+
+    def __init__(self, size: int, serve: Callable[[socket.socket], None]) -> None:
+        self._size = size
+        self._serve = serve
+        self._queue: queue.SimpleQueue[socket.socket | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, conn: socket.socket) -> None:
+        with self._lock:
+            if self._idle == 0 and len(self._threads) < self._size:
+                thread = threading.Thread(target=self._run, daemon=True,
+                                          name=f"osqsdk-worker-{len(self._threads)}")
+                self._threads.append(thread)
+                self._idle += 1
+                thread.start()
+            self._idle -= 1
+        self._queue.put(conn)
+
+    def _run(self) -> None:
+        while True:
+            conn = self._queue.get()
+            if conn is None:
+                return
+            try:
+                self._serve(conn)
+            finally:
+                with self._lock:
+                    self._idle += 1
+
+    def shutdown(self) -> None:
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(None)
+        while True:  # connections queued but never served: close them
+            try:
+                conn = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if conn is not None:
+                conn.close()
+
+
 class ThriftServer:
     """Serve one of osquery's Thrift services on a unix socket.
 
@@ -124,7 +175,7 @@ class ThriftServer:
         self._idle_timeout = idle_timeout
         self._max_reply = max_reply_bytes
         self._listener: socket.socket | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _Workers | None = None
         self._wake_r, self._wake_w = -1, -1
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()  # open connections
@@ -138,7 +189,7 @@ class ThriftServer:
         self._listener = transport.listen(self.path)
         self._wake_r, self._wake_w = os.pipe()
         if self._max_workers:
-            self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="osqsdk-worker")
+            self._pool = _Workers(self._max_workers, self._serve_slot)
         self._thread = threading.Thread(target=self._accept_loop, name="osqsdk-accept", daemon=True)
         self._thread.start()
 
@@ -173,7 +224,7 @@ class ThriftServer:
             except OSError:
                 pass
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
         if self._listener is not None:
             self._listener.close()
             try:
@@ -215,11 +266,10 @@ class ThriftServer:
             log.error("too many pending connections on %s; closing one", self.path)
             conn.close()
             return
-        try:
-            self._pool.submit(self._serve, conn, self._slots)
-        except RuntimeError:  # pool shut down while stopping
-            self._slots.release()
-            conn.close()
+        self._pool.submit(conn)
+
+    def _serve_slot(self, conn: socket.socket) -> None:
+        self._serve(conn, self._slots)
 
     # -- one connection ----------------------------------------------------------------
     def _serve(self, conn: socket.socket, slots: threading.BoundedSemaphore | None) -> None:
