@@ -112,7 +112,7 @@ def import_(sources: tuple[str, ...], enrich_from: tuple[str, ...], versions: st
 
 
 def _shown_args() -> list[str]:
-    """The import's own arguments as typed, with paths made relative where possible."""
+    """The import's own arguments as typed (recorded as ``generated_by``)."""
     args = sys.argv[1:]
     if "import" in args:
         args = args[args.index("import") + 1:]
