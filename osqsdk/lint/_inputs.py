@@ -30,6 +30,7 @@ from osqsdk.lint._text import (
     strip_config,
 )
 from osqsdk.lint.rules import inputs as R
+from osqsdk.lint.rules.pack import MissingPackFile, PackPathOutsideInputs
 
 __all__ = ["HARD_SIZE_LIMIT", "LintInputError", "Loader", "parse_interval"]
 
@@ -400,14 +401,16 @@ class Loader:
         return found
 
     def _fleet_path(self, doc: Document, ref: str, path: tuple[Any, ...], real: str) -> None:
+        if "\0" in ref:  # no file has that name (and os.path raises ValueError on it)
+            self.reports.append(MissingPackFile.report(DocAnchor(path), document=doc,
+                                                       target=ref))
+            return
         target = os.path.realpath(os.path.join(os.path.dirname(real), ref))
         if not _within(target, self.roots):
-            from osqsdk.lint.rules.pack import PackPathOutsideInputs
             self.reports.append(PackPathOutsideInputs.report(DocAnchor(path), document=doc,
                                                              target=ref))
             return
         if not os.path.isfile(target):
-            from osqsdk.lint.rules.pack import MissingPackFile
             self.reports.append(MissingPackFile.report(DocAnchor(path), document=doc,
                                                        target=ref))
             return
@@ -455,14 +458,16 @@ class Loader:
 
     # Pack references -----------------------------------------------------------------
     def _resolve_pack_refs(self) -> None:
-        from osqsdk.lint.rules.pack import MissingPackFile, PackPathOutsideInputs
-
         for doc in list(self.documents):
             if not doc.pack_refs:
                 continue
             base_dir = os.path.dirname(os.path.realpath(
                 _real_of(doc, self._loaded) or doc.path))
             for name, ref, path in doc.pack_refs:
+                if "\0" in ref:  # as in _fleet_path
+                    self.reports.append(MissingPackFile.report(DocAnchor(path), document=doc,
+                                                               target=ref))
+                    continue
                 pattern = ref.replace("%%", "**").replace("%", "*")
                 is_glob = name == "*" or any(ch in pattern for ch in "*?[")
                 full = pattern if os.path.isabs(pattern) else os.path.join(base_dir, pattern)

@@ -216,3 +216,10 @@ def test_data_json_inside_a_linted_directory_is_not_a_pack(tmp_path: Path) -> No
     (tmp_path / "pack.conf").write_text('{"queries": {"u": {"query": "SELECT uid FROM users;",'
                                         ' "interval": 60}}}')
     assert codes(lint_paths([str(tmp_path)]).findings) == []
+
+
+def test_pack_path_with_a_nul_character_matches_no_file(tmp_path: Path) -> None:
+    (tmp_path / "osquery.conf").write_text('{"packs": {"a": "x\\u0000y.conf", "*": "/\\u0000/*"}}')
+    (tmp_path / "default.yml").write_text('queries:\n  - path: "x\\0y.yml"\n')
+    findings = lint_paths([str(tmp_path)]).findings
+    assert codes(findings) == ["OSQ409"] * 3
