@@ -16,7 +16,7 @@ import time
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from osqsdk._records import ResultFormat, ResultLog, StatusLog
-from osqsdk.loki._config import LokiConfig
+from osqsdk.loki._config import _DECORATION, LokiConfig
 
 __all__ = ["Entry", "Mapper", "format_labels", "quote_label_value", "sanitize_text"]
 
@@ -77,11 +77,8 @@ def format_labels(labels: Mapping[str, str]) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-def _source_value(source: str, fields: Mapping[str, Any], decorations: Mapping[str, Any]) -> str:
-    if source.startswith("decoration:"):
-        value = decorations.get(source[len("decoration:"):], "")
-    else:
-        value = fields.get(source, "")
+def _text(value: Any) -> str:
+    """A source's value as label or metadata text ("" when absent)."""
     if value is None:
         return ""
     return value if isinstance(value, str) else json.dumps(value)
@@ -99,16 +96,24 @@ class Mapper:
         self.static = dict(config.static_labels)
         self.label_sources = sorted(config.labels.items())
         self.metadata_sources = sorted(config.structured_metadata.items())
-        self._cache: dict[tuple[str, ...], str] = {}
+        self._label_fields = tuple(src for _, src in self.label_sources)
+        self._label_decorations = [(src, src[len(_DECORATION):]) for src in self._label_fields
+                                   if src.startswith(_DECORATION)]
+        self._cache: dict[tuple[Any, ...], str] = {}
 
     def _labels(self, fields: Mapping[str, Any], decorations: Mapping[str, Any]) -> str:
-        key = tuple(_source_value(src, fields, decorations) for _, src in self.label_sources)
+        # The cache key holds the fields' values as they are (made text only on a miss);
+        # decorations may be any JSON, so they are made text (hashable) first.
+        if self._label_decorations:
+            fields = {**fields, **{src: _text(decorations.get(key))
+                                   for src, key in self._label_decorations}}
+        key = tuple(map(fields.get, self._label_fields))
         labels = self._cache.get(key)
         if labels is None:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             merged = dict(self.static)
-            merged.update(zip((name for name, _ in self.label_sources), key))
+            merged.update(zip((name for name, _ in self.label_sources), map(_text, key)))
             labels = self._cache[key] = format_labels(merged)
         return labels
 
@@ -118,7 +123,8 @@ class Mapper:
             return ()
         pairs = []
         for name, src in self.metadata_sources:
-            value = _source_value(src, fields, decorations)
+            value = _text(decorations.get(src[len(_DECORATION):])
+                          if src.startswith(_DECORATION) else fields.get(src))
             if value:
                 pairs.append((name, sanitize_text(value)))
         return tuple(pairs)
@@ -133,9 +139,8 @@ class Mapper:
         log_type = "snapshot" if fmt in (ResultFormat.SNAPSHOT,
                                          ResultFormat.SNAPSHOT_EVENT) else "result"
         fields = {"name": record.name, "host": record.host_identifier, "action": action,
-                  "log_type": log_type, "epoch": str(record.epoch),
-                  "counter": str(record.counter), "calendar_time": record.calendar_time,
-                  "unix_time": str(record.unix_time)}
+                  "log_type": log_type, "epoch": record.epoch, "counter": record.counter,
+                  "calendar_time": record.calendar_time, "unix_time": record.unix_time}
         return Entry(self._labels(fields, record.decorations), _seconds_ns(record.unix_time),
                      record.raw, self._metadata(fields, record.decorations))
 
@@ -149,7 +154,7 @@ class Mapper:
                           ensure_ascii=False, separators=(",", ":"))
         fields = {"host": record.host_identifier, "log_type": "status",
                   "severity": _SEVERITY[min(max(severity, 0), 3)].lower(),
-                  "calendar_time": record.calendar_time, "unix_time": str(record.unix_time)}
+                  "calendar_time": record.calendar_time, "unix_time": record.unix_time}
         return Entry(self._labels(fields, {}), _seconds_ns(record.unix_time),
                      sanitize_text(line), self._metadata(fields, {}))
 
