@@ -362,16 +362,8 @@ class Spool:
             last = seq - 1
             self._next_seq = seq
             data = parts[0] if len(parts) == 1 else b"".join(parts)
-            segment = self._segments[-1]
             size = len(data)
-            if (not self._held and segment.size + size <= self.segment_bytes
-                    and self._total + size <= self.max_bytes and self._fast_write(data)):
-                segment.size += size
-                self._total += size
-                if last >= first:
-                    self._written_seq = last
-                self._dirty = True
-            else:
+            if not self._fast_write(data, first, last):
                 self._write(data, first, last, meta)
             self._appended += size
             if written and last <= self._written_seq:
@@ -394,14 +386,9 @@ class Spool:
                 entry = _at(entry, entry.ts_ns + seq % _NS)
             record, nbytes, entry = encode_record(seq, entry)
             size = len(record)
-            segment = self._segments[-1]
             self._next_seq = seq + 1
-            if (not self._held and segment.size + size <= self.segment_bytes
-                    and self._total + size <= self.max_bytes and self._fast_write(record)):
-                segment.size += size
-                self._total += size
-                self._written_seq = seq
-                self._dirty = True
+            if self._fast_write(record, seq, seq):
+                segment = self._segments[-1]
                 self._recent.append((seq, entry, nbytes, size, segment.first_seq, segment.size))
                 self._recent_bytes += nbytes
                 if self._recent_bytes > _RECENT_LIMIT:
@@ -430,17 +417,28 @@ class Spool:
         while self._recent_bytes > _RECENT_LIMIT:
             self._recent_bytes -= recent.popleft()[2]
 
-    def _fast_write(self, data: bytes) -> bool:
-        """One write() of the whole record run, the common case; False sends the caller
-        to the careful path (which handles short writes, rotation, caps, a full disk)."""
+    def _fast_write(self, data: bytes, first: int, last: int) -> bool:
+        """One write() of the whole record run, the common case: nothing held in memory,
+        room in the segment and under the cap. False sends the caller to the careful path
+        (_write: short writes, rotation, the cap, a full disk)."""
+        segment = self._segments[-1]
+        size = len(data)
+        if (self._held or segment.size + size > self.segment_bytes
+                or self._total + size > self.max_bytes):
+            return False
         try:
             written = os.write(self._fd, data)
         except OSError:
             return False
-        if written == len(data) and self._disk_error is None:
-            return True
-        os.ftruncate(self._fd, self._segments[-1].size)  # undo a short write
-        return False
+        if written != size or self._disk_error is not None:
+            os.ftruncate(self._fd, segment.size)  # undo a short write
+            return False
+        segment.size += size
+        self._total += size
+        if last >= first:
+            self._written_seq = last
+        self._dirty = True
+        return True
 
     def _write(self, data: bytes, first: int, last: int, meta: bytes | None) -> None:
         if self._held and not self._flush_held():
