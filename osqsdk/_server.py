@@ -36,6 +36,7 @@ OSQUERY_SDK_VERSION = "5.23.0"
 # (fleet #3836: a 1 s client timeout expired).
 _REGISTER_TIMEOUT = 30.0
 _WATCH_TIMEOUT = 30.0
+_DEREGISTER_TIMEOUT = 5.0
 
 
 class ExitCode(enum.IntEnum):
@@ -235,7 +236,9 @@ class ExtensionServer:
         if self.uuid is None or not transport.socket_alive(self.manager_path):
             return
         try:
-            with Client(self.manager_path, timeout=1.0) as client:
+            # osqueryd's watcher allows an extension alarm_timeout - 4 (11) seconds after
+            # SIGTERM before SIGKILL; a busy osqueryd still gets a few to answer.
+            with Client(self.manager_path, timeout=_DEREGISTER_TIMEOUT) as client:
                 client.deregister(self.uuid)
         except ExtensionError as exc:
             log.debug("deregistering uuid %s failed: %s", self.uuid, exc)
