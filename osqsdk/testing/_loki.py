@@ -533,7 +533,7 @@ class LokiReceiver:
             if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
                 raise _Refused(400, "loghttp.Stream.stream: expect object of strings")
             # Loki writes the keys unquoted into a label string (loki.md §1.3)
-            text = "{" + ", ".join(f"{k}={_go_quote(v)}" for k, v in sorted(labels.items())) + "}"
+            text = canonical(list(labels.items()))
             values = stream.get("values")
             entries = []
             for value in values or []:
