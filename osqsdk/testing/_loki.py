@@ -534,9 +534,8 @@ class LokiReceiver:
                 raise _Refused(400, "loghttp.Stream.stream: expect object of strings")
             # Loki writes the keys unquoted into a label string (loki.md §1.3)
             text = canonical(list(labels.items()))
-            values = stream.get("values")
             entries = []
-            for value in values or []:
+            for value in _array(stream.get("values"), "loghttp.Stream.values"):
                 if not isinstance(value, list) or len(value) < 2:
                     raise _Refused(400, "loghttp.Entry: expect array of at least 2 elements")
                 ts, line = value[0], value[1]
@@ -564,12 +563,14 @@ class LokiReceiver:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise _Refused(400, f"logproto.PushRequest: {exc}") from None
+        if data is not None and not isinstance(data, dict):
+            raise _Refused(400, "logproto.PushRequest: expect object")
         out = []
-        for stream in (data or {}).get("streams") or []:
+        for stream in _array((data or {}).get("streams"), "logproto.PushRequest.streams"):
             if not isinstance(stream, dict) or not isinstance(stream.get("labels", ""), str):
                 raise _Refused(400, "logproto.Stream: expect labels string")
             entries = []
-            for entry in stream.get("entries") or []:
+            for entry in _array(stream.get("entries"), "logproto.Stream.entries"):
                 try:
                     ts_ns = _parse_rfc3339(entry["ts"])
                     line = entry["line"]
@@ -787,6 +788,15 @@ def _grouped(errors: list[str]) -> str:
     if len(counts) == 1 and len(errors) == 1:
         return errors[0]
     return "; ".join(f"{n} errors like: {msg}" for msg, n in counts.items())
+
+
+def _array(value: Any, what: str) -> list[Any]:
+    """A JSON array that may also be null or absent (Go decodes both as no elements)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _Refused(400, f"{what}: expect array")
+    return value
 
 
 def _parse_rfc3339(text: str) -> int:

@@ -96,6 +96,16 @@ def test_receiver_refuses_bad_requests_like_loki(receiver, headers, body, status
     assert receiver.entry_count == 0
 
 
+@pytest.mark.parametrize("path, body", [
+    ("/api/prom/push", b"[1]"),
+    ("/api/prom/push", b'{"streams": 5}'),
+    ("/api/prom/push", b'{"streams": [{"labels": "{a=\\"b\\"}", "entries": 5}]}'),
+    ("/loki/api/v1/push", b'{"streams": [{"stream": {"a": "b"}, "values": 5}]}'),
+])
+def test_json_of_the_wrong_shape_is_refused_with_400(receiver, path, body):
+    assert post(receiver, body, {"Content-Type": "application/json"}, path)[0] == 400
+
+
 def test_snappy_compressed_json_is_refused(receiver):
     body = bytes(cramjam.snappy.compress_raw(b'{"streams":[]}'))
     status, _, _ = post(receiver, body, {"Content-Type": "application/json",
