@@ -226,10 +226,6 @@ class LokiConfig:
                                       "structured_metadata")
             _check_source("structured_metadata", name, value, METADATA_SOURCES)
 
-    @property
-    def push_url(self) -> str:
-        return self.url
-
     def redacted_url(self) -> str:
         """The URL as it may appear in logs (it never holds credentials)."""
         return self.url

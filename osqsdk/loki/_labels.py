@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple
 
 from osqsdk._records import ResultFormat, ResultLog, StatusLog
 from osqsdk.loki._config import _DECORATION, LokiConfig
@@ -162,9 +162,6 @@ class Mapper:
         """A line that could not be read as osquery's: shipped as is, stamped now."""
         fields = {"log_type": log_type}
         return Entry(self._labels(fields, {}), _seconds_ns(0), line, ())
-
-    def entries(self, records: Sequence[StatusLog]) -> list[Entry]:
-        return [self.status(r) for r in records]
 
 
 def _seconds_ns(unix_time: int) -> int:

@@ -42,7 +42,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from osqsdk.loki._errors import SpoolError
 from osqsdk.loki._labels import Entry, sanitize_text
@@ -794,16 +794,6 @@ class Spool:
             self._kicked = True
             self._cond.notify_all()
 
-    def rewind(self) -> None:
-        """Read again from the first entry not acknowledged (after a failed hand-off)."""
-        with self._cond:
-            self._close_reader()
-            self._read_seq = self._acked + 1
-            self._recent.clear()
-            self._recent_bytes = 0
-            self._consumed = 0
-            self._appended = self.disk_bytes + self._held_bytes
-
     def ack(self, seq: int) -> None:
         """Everything up to ``seq`` was delivered or deliberately dropped."""
         with self._cond:
@@ -907,16 +897,3 @@ class Spool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def read_all(directory: str) -> Iterable[tuple[int, Entry]]:  # pragma: no cover - debugging aid
-    """Every entry in a spool directory (for inspection; the spool must not be in use)."""
-    for name in sorted(os.listdir(directory)):
-        if name.endswith(".seg"):
-            with open(os.path.join(directory, name), "rb") as f:
-                out: list[tuple[int, Entry, int]] = []
-                try:
-                    _parse(f.read(), 0, True, 0, {}, out)
-                except _Damaged:
-                    pass
-                for seq, entry, _ in out:
-                    yield seq, entry
