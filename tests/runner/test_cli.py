@@ -134,6 +134,15 @@ def test_engine(osq_engine):
 
 def test_manager(osq_manager):
     assert osq_manager.ping().message == "pong"
+
+def test_loki(osq_loki):
+    import urllib.request
+    body = b'{"streams":[{"stream":{"job":"t"},"values":[["%d","hello"]]}]}' % (
+        __import__("time").time_ns())
+    request = urllib.request.Request(osq_loki.push_url, data=body,
+                                     headers={"Content-Type": "application/json"})
+    assert urllib.request.urlopen(request).status == 204
+    assert osq_loki.lines() == ["hello"]
 """)
     result = pytester.runpytest()  # the plugin is loaded through its pytest11 entry point
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
