@@ -60,6 +60,7 @@ HEADER_BYTES = _HEADER.size
 MAX_RECORD_BYTES = 64 << 20
 _READ_CHUNK = 1 << 20
 _RECENT_LIMIT = 8 << 20
+_LABELS_CACHE_LIMIT = 1 << 16  # label strings decoded once, as many as Mapper caches
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 _NS = 1_000_000_000
 
@@ -166,6 +167,8 @@ def _parse(chunk: bytes, base: int, final: bool, min_seq: int, labels_cache: dic
                 raw_labels = bytes(payload[18:p])
                 labels = labels_cache.get(raw_labels)
                 if labels is None:
+                    if len(labels_cache) >= _LABELS_CACHE_LIMIT:
+                        labels_cache.clear()
                     labels = labels_cache[raw_labels] = raw_labels.decode("utf-8")
                 line = str(payload[p:p + nline], "utf-8")
                 metadata: tuple[tuple[str, str], ...] = ()

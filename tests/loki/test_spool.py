@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from osqsdk.loki import Entry, Spool, SpoolError
+from osqsdk.loki import Entry, Spool, SpoolError, _spool
 from tests.conftest import peer_missing
 
 LABELS = '{job="osquery"}'
@@ -149,6 +149,16 @@ def test_size_cap_drops_the_oldest_and_counts_them(tmp_path):
     assert dropped > 0 and {r for r, _ in drops} == {"spool_full"}
     assert len(got) + dropped == 2000
     assert got[-1][1].line.startswith("line 1999")  # the newest are kept
+
+
+def test_label_strings_read_back_are_cached_within_a_bound(tmp_path, monkeypatch):
+    monkeypatch.setattr(_spool, "_LABELS_CACHE_LIMIT", 10)
+    data = [Entry(f'{{job="j{i}"}}', i, f"line {i}") for i in range(50)]  # 50 streams
+    with spool(tmp_path) as s:
+        s.append(data)
+    with spool(tmp_path) as s:  # read from disk, not from what was just written
+        assert [e for _, e in read_all(s)] == data
+        assert 0 < len(s._labels_cache) <= 10
 
 
 def test_a_spool_is_used_by_one_process_at_a_time(tmp_path):
