@@ -320,8 +320,8 @@ class Spool:
         except _Damaged as exc:
             good = exc.offset
             consumed, last_seq, meta = _parse(data[:good], 0, True, 0, {}, None)
-            log.warning("spool %s: damaged record at byte %d (%s); the %d bytes from there "
-                        "were never acknowledged to osqueryd as complete and are skipped",
+            log.warning("spool %s: damaged record at byte %d (%s); the %d bytes from there, "
+                        "a write cut short by a crash or power loss, are cut off",
                         last.path, good, exc.cause, len(data) - good)
             with open(last.path, "r+b") as f:
                 f.truncate(good)
