@@ -167,7 +167,7 @@ class LokiConfig:
                                "content-encoding"):
                 raise LokiConfigError(f"headers: {key!r} is set by osqsdk itself; use tenant, "
                                       "username/password or bearer_token", "headers")
-        if (self.cert_file is None) != (self.key_file is None) and self.key_file is not None:
+        if self.key_file is not None and self.cert_file is None:
             raise LokiConfigError("key_file: a client key needs cert_file too", "key_file")
         _positive(self, "timeout", "batch_wait", "batch_bytes", "max_line_bytes",
                   "spool_max_bytes", "segment_bytes")

@@ -88,6 +88,7 @@ def test_errors_name_the_variable_or_option():
     ({"tenant": "."}, "tenant ID"),
     ({"password": "p"}, "needs a username"),
     ({"username": "u", "bearer_token": "t"}, "not both"),
+    ({"key_file": "k.pem"}, "needs cert_file"),
     ({"line_too_long": "split"}, "line_too_long"),
     ({"batch_wait": 0}, "positive"),
 ])
