@@ -519,10 +519,7 @@ class LokiReceiver:
         return out
 
     def _json_v1(self, body: bytes) -> list[tuple[str, list[tuple[int, str, tuple[tuple[str, str], ...]]]]]:
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _Refused(400, f"loghttp.PushRequest: {exc}") from None
+        data = _json(body, "loghttp.PushRequest")
         if not isinstance(data, dict) or not isinstance(data.get("streams", []), list):
             raise _Refused(400, "loghttp.PushRequest.Streams: expect array")
         out = []
@@ -559,10 +556,7 @@ class LokiReceiver:
         return out
 
     def _json_legacy(self, body: bytes) -> list[tuple[str, list[tuple[int, str, tuple[tuple[str, str], ...]]]]]:
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _Refused(400, f"logproto.PushRequest: {exc}") from None
+        data = _json(body, "logproto.PushRequest")
         if data is not None and not isinstance(data, dict):
             raise _Refused(400, "logproto.PushRequest: expect object")
         out = []
@@ -788,6 +782,13 @@ def _grouped(errors: list[str]) -> str:
     if len(counts) == 1 and len(errors) == 1:
         return errors[0]
     return "; ".join(f"{n} errors like: {msg}" for msg, n in counts.items())
+
+
+def _json(body: bytes, what: str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise _Refused(400, f"{what}: {exc}") from None
 
 
 def _array(value: Any, what: str) -> list[Any]:
