@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import pytest
@@ -36,6 +37,15 @@ def status_batch(*messages: str, severity: int = 0, host: str = "web-1") -> str:
 def receiver():
     with LokiReceiver() as rx:
         yield rx
+
+
+@pytest.fixture
+def busy_port():
+    """A port on 127.0.0.1 that something else is listening on."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        yield busy.getsockname()[1]
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import socket
 import subprocess
 import time
 
@@ -409,14 +408,12 @@ def test_format_labels_is_sorted_and_drops_empty_values():
     assert format_labels({"b": "2", "a": "1", "e": ""}) == '{a="1", b="2"}'
 
 
-def test_a_busy_metrics_port_is_a_configuration_error_and_frees_the_spool(receiver, make_config):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        config = make_config(receiver.url, metrics_port=busy.getsockname()[1])
-        with pytest.raises(LokiConfigError, match="metrics_port: cannot serve metrics on "
-                                                  "127.0.0.1:"):
-            LokiClient(config)
+def test_a_busy_metrics_port_is_a_configuration_error_and_frees_the_spool(receiver, make_config,
+                                                                         busy_port):
+    config = make_config(receiver.url, metrics_port=busy_port)
+    with pytest.raises(LokiConfigError, match="metrics_port: cannot serve metrics on "
+                                              "127.0.0.1:"):
+        LokiClient(config)
     LokiClient(dataclasses.replace(config, metrics_port=None)).close()  # not locked
 
 

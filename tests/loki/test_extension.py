@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -136,16 +135,12 @@ def test_an_unusable_spool_is_one_clear_line(manager, tmp_path):
     assert result.stderr.startswith(f"osqsdk_loki: spool {blocker / 'spool'}: cannot create")
 
 
-def test_a_busy_metrics_port_is_one_clear_line(manager, tmp_path):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        env = {**os.environ, "OSQSDK_LOKI_URL": "http://l:1",
-               "OSQSDK_LOKI_SPOOL_DIR": str(tmp_path / "spool"),
-               "OSQSDK_LOKI_METRICS_PORT": str(busy.getsockname()[1])}
-        result = subprocess.run([sys.executable, str(EXTENSION), "--socket",
-                                 manager.socket_path], env=env, capture_output=True, text=True,
-                                timeout=30)
+def test_a_busy_metrics_port_is_one_clear_line(manager, tmp_path, busy_port):
+    env = {**os.environ, "OSQSDK_LOKI_URL": "http://l:1",
+           "OSQSDK_LOKI_SPOOL_DIR": str(tmp_path / "spool"),
+           "OSQSDK_LOKI_METRICS_PORT": str(busy_port)}
+    result = subprocess.run([sys.executable, str(EXTENSION), "--socket", manager.socket_path],
+                            env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 64
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("osqsdk_loki: configuration error: metrics_port: cannot "
