@@ -151,20 +151,25 @@ class ExtensionServer:
                     why = f": {error}" if error else ": no socket there"
                 raise ExtensionError(f"osqueryd's extensions socket {self.manager_path} is not "
                                      f"available after {self.timeout:g}s{why}")
-            time.sleep(0.2)
+            if self._stop.wait(0.2):
+                raise ExtensionError("stopped while waiting for osqueryd")
 
     def run(self) -> int:
         """Start, then watch osqueryd until told to stop. Returns an ``ExitCode``."""
-        try:
-            self.start()
-        except RegistrationError as exc:
-            log.error("extension %r: %s", self.name, exc)
-            return ExitCode.REFUSED
-        except ExtensionError as exc:
-            log.error("extension %r: %s", self.name, exc)
-            return ExitCode.UNAVAILABLE
+        # Handlers go in before registering: a SIGTERM that arrives between register() and
+        # serving must still deregister and remove the socket, not kill the process.
         restore = self._install_signal_handlers()
         try:
+            try:
+                self.start()
+            except RegistrationError as exc:
+                log.error("extension %r: %s", self.name, exc)
+                return ExitCode.REFUSED
+            except ExtensionError as exc:
+                if self._stop.is_set():
+                    return self._exit_code
+                log.error("extension %r: %s", self.name, exc)
+                return ExitCode.UNAVAILABLE
             self._watch()
         finally:
             restore()

@@ -255,6 +255,18 @@ def test_sigterm_stops_cleanly_deregisters_and_removes_the_socket(manager, spawn
     assert ("deregister", "acme") in manager.events
 
 
+def test_sigterm_while_registering_still_deregisters_and_removes_the_socket(spawn, tmp_path):
+    # The signal lands while register() is in flight, before the extension serves.
+    procs = []
+    with ManagerDouble(health_interval=0.3, core_tables=[],
+                       on_register=lambda ext: procs[0].proc.send_signal(signal.SIGTERM)) as m:
+        procs.append(spawn(BASIC, m.socket_path))
+        assert procs[0].wait() == ExitCode.OK
+        assert ("deregister", "acme") in m.events
+        assert not [p for p in os.listdir(os.path.dirname(m.socket_path))
+                    if p.startswith("osquery.em.")]
+
+
 def test_health_check_drops_a_killed_extension(manager, spawn):
     proc = spawn(BASIC, manager.socket_path)
     manager.wait_for("acme")
