@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import selectors
 import socket
 import struct
@@ -98,55 +97,82 @@ def _escape_surrogates(response: ExtensionResponse) -> None:
         response.status.message = fix(response.status.message)
 
 
-class _Workers:
-    """At most ``size`` threads taking connections from a queue, started as needed.
+class _Acceptors:
+    """Up to ``size`` threads that each accept a connection and serve it themselves.
 
-    Lighter than concurrent.futures' pool (no Future per connection, which osqueryd opens
-    two of per call) and its threads end when the server stops.
+    osqueryd opens two connections per call (a ping probe, then the call; protocol.md §1.1):
+    handing each from an accept thread to a worker cost two thread wake-ups per connection.
+    Here the thread that accepts serves; when it was the last one waiting in accept(), it
+    starts another (up to ``size``), so pings are answered while a slow call runs.
+    Connections beyond that wait in the listen backlog.
     """
 
-    def __init__(self, size: int, serve: Callable[[socket.socket], None]) -> None:
+    def __init__(self, listener: socket.socket, size: int,
+                 serve: Callable[[socket.socket], None], stopped: threading.Event) -> None:
+        self._listener = listener
         self._size = size
         self._serve = serve
-        self._queue: queue.SimpleQueue[socket.socket | None] = queue.SimpleQueue()
+        self._stopped = stopped
         self._threads: list[threading.Thread] = []
-        self._idle = 0
+        self._waiting = 0  # threads in accept()
         self._lock = threading.Lock()
 
-    def submit(self, conn: socket.socket) -> None:
+    def start(self) -> None:
         with self._lock:
-            if self._idle == 0 and len(self._threads) < self._size:
-                thread = threading.Thread(target=self._run, daemon=True,
-                                          name=f"osqsdk-worker-{len(self._threads)}")
-                self._threads.append(thread)
-                self._idle += 1
-                thread.start()
-            self._idle -= 1
-        self._queue.put(conn)
+            self._spawn()
+
+    def _spawn(self) -> None:  # with self._lock held
+        thread = threading.Thread(target=self._run, daemon=True,
+                                  name=f"osqsdk-worker-{len(self._threads)}")
+        self._threads.append(thread)
+        self._waiting += 1
+        thread.start()
 
     def _run(self) -> None:
+        listener, stopped, lock = self._listener, self._stopped, self._lock
         while True:
-            conn = self._queue.get()
-            if conn is None:
-                return
             try:
-                self._serve(conn)
-            finally:
-                with self._lock:
-                    self._idle += 1
-
-    def shutdown(self) -> None:
-        with self._lock:
-            threads = list(self._threads)
-        for _ in threads:
-            self._queue.put(None)
-        while True:  # connections queued but never served: close them
-            try:
-                conn = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if conn is not None:
+                conn, _ = listener.accept()
+            except OSError as exc:
+                if stopped.is_set() or listener.fileno() < 0:
+                    with lock:
+                        self._waiting -= 1
+                    return
+                log.error("accept() on %s failed: %s", listener.getsockname(), exc)
+                time.sleep(0.1)  # EMFILE and friends: do not spin
+                continue
+            with lock:
+                self._waiting -= 1
+                if not self._waiting and len(self._threads) < self._size and not stopped.is_set():
+                    self._spawn()
+            if stopped.is_set():
                 conn.close()
+                return
+            self._serve(conn)
+            with lock:
+                self._waiting += 1
+            if stopped.is_set():
+                with lock:
+                    self._waiting -= 1
+                return
+
+    def wake(self, path: str) -> None:
+        """Unblock every thread waiting in accept() (after ``stopped`` is set)."""
+        with self._lock:
+            waiting = self._waiting
+        for _ in range(waiting):
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(1.0)
+                    s.connect(path)
+            except OSError:
+                break
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads):
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class ThriftServer:
@@ -171,11 +197,11 @@ class ThriftServer:
         self.path = path
         self._methods = _methods(service, handler)
         self._max_workers = max_workers
-        self._slots = threading.BoundedSemaphore((max_workers or 0) + max_pending) if max_workers else None
+        self._max_pending = max_pending
         self._idle_timeout = idle_timeout
         self._max_reply = max_reply_bytes
         self._listener: socket.socket | None = None
-        self._pool: _Workers | None = None
+        self._pool: _Acceptors | None = None
         self._wake_r, self._wake_w = -1, -1
         self._thread: threading.Thread | None = None
         self._conns: set[socket.socket] = set()  # open connections
@@ -186,10 +212,13 @@ class ThriftServer:
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         """Bind the socket (owner-only) and start accepting connections."""
-        self._listener = transport.listen(self.path)
-        self._wake_r, self._wake_w = os.pipe()
+        self._listener = transport.listen(self.path, backlog=self._max_pending)
         if self._max_workers:
-            self._pool = _Workers(self._max_workers, self._serve_slot)
+            self._pool = _Acceptors(self._listener, self._max_workers, self._serve,
+                                    self._stopped)
+            self._pool.start()
+            return
+        self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._accept_loop, name="osqsdk-accept", daemon=True)
         self._thread.start()
 
@@ -203,6 +232,8 @@ class ThriftServer:
             os.write(self._wake_w, b"x")
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(grace)
+        if self._pool is not None:
+            self._pool.wake(self.path)
         deadline = time.monotonic() + grace
         while True:
             with self._lock:
@@ -224,7 +255,7 @@ class ThriftServer:
             except OSError:
                 pass
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.join(max(0.1, deadline - time.monotonic()))
         if self._listener is not None:
             self._listener.close()
             try:
@@ -239,7 +270,8 @@ class ThriftServer:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and not self._stopped.is_set()
+        started = self._thread is not None or self._pool is not None
+        return started and not self._stopped.is_set()
 
     def _accept_loop(self) -> None:
         assert self._listener is not None
@@ -257,22 +289,11 @@ class ThriftServer:
                     self._dispatch_connection(conn)
 
     def _dispatch_connection(self, conn: socket.socket) -> None:
-        if self._pool is None:
-            threading.Thread(target=self._serve, args=(conn, None), daemon=True,
-                             name="osqsdk-conn").start()
-            return
-        assert self._slots is not None
-        if not self._slots.acquire(blocking=False):
-            log.error("too many pending connections on %s; closing one", self.path)
-            conn.close()
-            return
-        self._pool.submit(conn)
-
-    def _serve_slot(self, conn: socket.socket) -> None:
-        self._serve(conn, self._slots)
+        threading.Thread(target=self._serve, args=(conn,), daemon=True,
+                         name="osqsdk-conn").start()
 
     # -- one connection ----------------------------------------------------------------
-    def _serve(self, conn: socket.socket, slots: threading.BoundedSemaphore | None) -> None:
+    def _serve(self, conn: socket.socket) -> None:
         with self._lock:
             self._conns.add(conn)
         try:
@@ -314,8 +335,6 @@ class ThriftServer:
                 self._conns.discard(conn)
                 self._busy.discard(conn)
             conn.close()
-            if slots is not None:
-                slots.release()
 
     def _process(self, iprot: TBinaryProtocolAccelerated, name: str, mtype: int,
                  seqid: int) -> tuple[bytes, bytes]:

@@ -9,6 +9,7 @@ import struct
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,20 @@ def test_worker_pool_is_bounded(manager):
     finally:
         release.set()
         server.close()
+
+
+def test_stop_ends_every_worker_and_removes_the_socket(manager):
+    server = serve(manager, max_workers=4)
+    with ThreadPoolExecutor(4) as pool:  # enough calls at once to start several workers
+        list(pool.map(lambda _: manager.call_extension(
+            "inproc", "table", "acme_users", {"action": "generate"}), range(40)))
+    workers = [t for t in threading.enumerate() if t.name.startswith("osqsdk-worker")]
+    assert workers
+    server.close()
+    for thread in workers:
+        thread.join(3)
+    assert not [t for t in workers if t.is_alive()]
+    assert not os.path.exists(server.socket_path)
 
 
 def test_unknown_registry_item_and_action_answer_status_1(manager):
