@@ -20,6 +20,7 @@ __all__ = ["ResultFormat", "ResultLog", "Severity", "StatusLog", "parse_result",
 _COMMON = ("name", "hostIdentifier", "calendarTime", "unixTime", "epoch", "counter", "numerics",
            "decorations")
 _FORMAT_KEYS = {"columns", "action", "diffResults", "snapshot"}
+_KNOWN_KEYS = frozenset(_COMMON) | _FORMAT_KEYS
 
 
 class ResultFormat(str, enum.Enum):
@@ -117,53 +118,62 @@ def _loads(text: str) -> Any:
     return json.loads(text)
 
 
+def _text(value: Any) -> str:
+    return value if value.__class__ is str else str(value)
+
+
+def _int(data: dict[str, Any], key: str) -> int:
+    value = data.get(key, 0)
+    return value if value.__class__ is int else _number(value, key)
+
+
 def parse_result(line: str, category: str = "") -> ResultLog:
     """Parse one result or snapshot line. Raises ValueError naming what is wrong."""
+    # Every result line osqueryd sends to a logger goes through here: exact-type checks
+    # first, the general ones only when they fail.
     try:
         data = _loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"result line is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError("result line is not a JSON object")
-    if not isinstance(data.get("name"), str):
+    name = data.get("name")
+    if not isinstance(name, str):
         raise ValueError("result line has no query 'name'")
     decorations = data.get("decorations", {})
-    if not isinstance(decorations, dict):
+    if decorations.__class__ is not dict:
         raise ValueError("result line 'decorations' must be an object")
-    # --decorations_top_level puts decoration keys beside the common ones.
-    extra = {k: v for k, v in data.items() if k not in _COMMON and k not in _FORMAT_KEYS}
-    if extra:
+    if not _KNOWN_KEYS.issuperset(data):
+        # --decorations_top_level puts decoration keys beside the common ones.
+        extra = {k: v for k, v in data.items() if k not in _KNOWN_KEYS}
         decorations = {**decorations, **extra}
-    common = dict(
-        name=data["name"],
-        host_identifier=str(data.get("hostIdentifier", "")),
-        calendar_time=str(data.get("calendarTime", "")),
-        unix_time=_number(data.get("unixTime", 0), "unixTime"),
-        epoch=_number(data.get("epoch", 0), "epoch"),
-        counter=_number(data.get("counter", 0), "counter"),
-        numerics=bool(data.get("numerics", False)),
-        decorations=decorations,
-        raw=line,
-        category=category,
-    )
+    common = (name, _text(data.get("hostIdentifier", "")),
+              _text(data.get("calendarTime", "")), _int(data, "unixTime"),
+              _int(data, "epoch"), _int(data, "counter"), bool(data.get("numerics", False)),
+              decorations, line)
     if "diffResults" in data:
         diff = data["diffResults"]
         if not isinstance(diff, dict):
             raise ValueError("result line 'diffResults' must be an object")
-        return ResultLog(ResultFormat.BATCH, added=_rows(diff.get("added"), "diffResults.added"),
-                         removed=_rows(diff.get("removed"), "diffResults.removed"), **common)
+        return ResultLog(ResultFormat.BATCH, *common,
+                         added=_rows(diff.get("added"), "diffResults.added"),
+                         removed=_rows(diff.get("removed"), "diffResults.removed"),
+                         category=category)
     if "snapshot" in data:
-        return ResultLog(ResultFormat.SNAPSHOT, action="snapshot",
-                         snapshot=_rows(data["snapshot"], "snapshot"), **common)
+        return ResultLog(ResultFormat.SNAPSHOT, *common, action="snapshot",
+                         snapshot=_rows(data["snapshot"], "snapshot"), category=category)
     if "columns" in data:
         columns = data["columns"]
-        if not isinstance(columns, dict):
+        if columns.__class__ is not dict:
             raise ValueError("result line 'columns' must be an object")
         action = data.get("action")
-        if action not in ("added", "removed", "snapshot"):
+        if action == "added" or action == "removed":
+            fmt = ResultFormat.EVENT
+        elif action == "snapshot":
+            fmt = ResultFormat.SNAPSHOT_EVENT
+        else:
             raise ValueError(f"result line has an unknown action {action!r}")
-        fmt = ResultFormat.SNAPSHOT_EVENT if action == "snapshot" else ResultFormat.EVENT
-        return ResultLog(fmt, action=action, columns=columns, **common)
+        return ResultLog(fmt, *common, action, columns, category=category)
     raise ValueError("result line has none of 'columns', 'diffResults' or 'snapshot'")
 
 
