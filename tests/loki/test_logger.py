@@ -64,6 +64,46 @@ def test_lone_surrogates_from_json_escapes_are_shipped_as_replacement_characters
     assert json.loads(status[0][1])["message"] == "b\ufffd"
 
 
+def test_lines_spooled_while_loki_was_down_are_labelled_after_a_restart(
+        receiver, make_config, tmp_path):
+    # Result lines are spooled as osqueryd sent them and parsed when shipped: lines a
+    # previous process accepted get their labels, timestamps and counts from the next one.
+    spool = str(tmp_path / "restart-spool")
+    down = LokiLogger(make_config("http://127.0.0.1:9", spool_dir=spool))
+    unix_time = int(time.time()) - 60
+    lines = [result_line(i, unix_time=unix_time) for i in range(3)] + ["not json"]
+    for line in lines:
+        assert down.call({"string": line, "category": "event"}).code == 0
+    down.client.abort()  # as a kill would leave it: everything still in the spool
+    up = LokiLogger(make_config(receiver.url, spool_dir=spool))
+    try:
+        assert up.client.flush(10)
+        assert up.metrics.value("osquery_results_total", name="pack_ir_last",
+                                action="added") == 3
+    finally:
+        up.close()
+    streams = receiver.streams()
+    (result,) = [e for labels, e in streams.items() if 'name="pack_ir_last"' in labels]
+    assert [line for _, line, *_ in result] == lines[:3]
+    # the query's time, plus the spool position in nanoseconds so that order is kept
+    assert [int(ts) // 10**9 for ts, *_ in result] == [unix_time] * 3
+    assert len({ts for ts, *_ in result}) == 3
+    (unparsed,) = [e for labels, e in streams.items() if 'log_type="unparsed"' in labels]
+    assert [line for _, line, *_ in unparsed] == ["not json"]
+
+
+def test_a_line_too_long_for_loki_keeps_its_labels_when_truncated(receiver, make_config):
+    logger = LokiLogger(make_config(receiver.url, max_line_bytes=1024))
+    try:
+        line = result_line(1, username="x" * 5000)
+        assert logger.call({"string": line, "category": "event"}).code == 0
+        assert logger.client.flush(10)
+    finally:
+        logger.close()
+    (labels,) = receiver.streams()
+    assert 'name="pack_ir_last"' in labels and 'action="added"' in labels
+
+
 def test_a_spool_failure_is_still_answered_success_and_counted(receiver, make_config, caplog):
     logger = LokiLogger(make_config(receiver.url))
     logger.client.abort()  # the spool is closed now

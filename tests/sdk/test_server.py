@@ -223,6 +223,21 @@ def test_garbage_on_the_socket_drops_that_connection_only(manager, payload):
         server.close()
 
 
+@pytest.mark.parametrize("header", [
+    struct.pack("!I", 0x80010001) + struct.pack("!i", 4) + b"ping" + struct.pack("!i", 7),
+    struct.pack("!i", 4) + b"ping" + b"\x01" + struct.pack("!i", 7),  # old non-strict form
+], ids=["strict", "non-strict"])
+def test_ping_in_either_binary_message_form_is_answered(manager, header):
+    server = serve(manager)
+    try:
+        reply = raw_exchange(server.socket_path, header + b"\x00")  # empty ping_args
+        # the reply: strict header for "ping" with seqid 7, then the ExtensionStatus
+        assert reply.startswith(struct.pack("!I", 0x80010002) + struct.pack("!i", 4) + b"ping"
+                                + struct.pack("!i", 7))
+    finally:
+        server.close()
+
+
 def test_unknown_method_gets_a_thrift_application_exception(manager):
     server = serve(manager)
     try:
