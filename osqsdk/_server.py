@@ -286,7 +286,8 @@ class ExtensionServer:
             return Response.failed(str(exc))
         except Exception as exc:
             log.exception("%s plugin %r failed", registry, item)
-            return Response.failed(f"{registry} plugin {item!r} failed: {type(exc).__name__}: {exc}")
+            return Response.failed(
+                f"{registry} plugin {item!r} failed: {type(exc).__name__}: {exc}")
 
 
 def run(

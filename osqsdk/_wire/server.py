@@ -131,7 +131,8 @@ def _escape_surrogates(response: ExtensionResponse) -> None:
                 return value.encode("utf-8", "surrogateescape")
         return value
 
-    response.response = [{fix(k): fix(v) for k, v in row.items()} for row in response.response or ()]
+    response.response = [{fix(k): fix(v) for k, v in row.items()}
+                         for row in response.response or ()]
     if response.status is not None and response.status.message is not None:
         response.status.message = fix(response.status.message)
 

@@ -18,7 +18,6 @@ import osqsdk
 from osqsdk import Column, ExitCode, ExtensionServer, PluginDefinitionError, TablePlugin
 from osqsdk._wire.client import Client
 from osqsdk.testing import ManagerDouble
-from tests.conftest import wait_until
 
 FILES = Path(__file__).parent / "files"
 BASIC = FILES / "basic_ext.py"
@@ -61,7 +60,8 @@ def test_extension_registers_and_serves_its_socket(manager, spawn):
 def test_osqueryds_launch_argv_forms_and_unknown_flags_are_accepted(manager):
     from tests.conftest import ExtensionProcess
 
-    proc = ExtensionProcess([sys.executable, str(BASIC), "--verbose", f"--socket={manager.socket_path}",
+    proc = ExtensionProcess([sys.executable, str(BASIC), "--verbose",
+                             f"--socket={manager.socket_path}",
                              "--timeout=3", "--interval=0", "--some-future-flag", "x"])
     try:
         manager.wait_for("acme")
@@ -160,7 +160,8 @@ def test_a_generate_that_raises_is_status_1_and_the_server_stays_up(manager, cap
 def test_non_utf8_request_values_round_trip_as_bytes(manager, spawn):
     spawn(BASIC, manager.socket_path)
     ext = manager.wait_for("acme")
-    context = b'{"constraints":[{"name":"expr","list":[{"op":2,"expr":"caf\xe9"}],"affinity":"TEXT"}]}'
+    context = (b'{"constraints":[{"name":"expr","list":[{"op":2,"expr":"caf\xe9"}],'
+               b'"affinity":"TEXT"}]}')
     with Client(ext.socket_path, manager=False) as client:
         reply = client.call("table", "acme_echo", {"action": b"generate", "context": context})
     assert reply.code == 0
@@ -335,7 +336,8 @@ def test_socket_path_too_long_is_refused_up_front(spawn):
     path = "/tmp/" + "x" * 120 + "/osquery.em"
     proc = spawn(BASIC, path)
     assert proc.wait() == ExitCode.USAGE
-    assert "extensions socket path is" in proc.stderr and "use a shorter --socket path" in proc.stderr
+    assert "extensions socket path is" in proc.stderr
+    assert "use a shorter --socket path" in proc.stderr
     with pytest.raises(PluginDefinitionError):
         ExtensionServer("x", [users_table()], socket_path=path)
 
