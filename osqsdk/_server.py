@@ -128,7 +128,10 @@ class ExtensionServer:
             self._server.start()
         except ExtensionError:
             self._deregister()
+            self._deregister_on_stop = False
             raise
+        self._ok_reply = ExtensionResponse(
+            status=ExtensionStatus(code=0, message="OK", uuid=self.uuid), response=[])
         log.info("extension %r registered as uuid %d, serving %s", self.name, self.uuid,
                  self.socket_path)
 
@@ -261,14 +264,9 @@ class ExtensionServer:
 
     def call(self, registry: str, item: str, request: Mapping[str, bytes]) -> ExtensionResponse:
         response = self.dispatch(registry, item, request)
-        if response.code == 0 and not response.rows and response.message == "OK":
-            # the answer to most logger calls: built once (the encoder only reads it)
-            ok = self._ok_reply
-            if ok is None or ok.status.uuid != (self.uuid or 0):
-                ok = self._ok_reply = ExtensionResponse(
-                    status=ExtensionStatus(code=0, message="OK", uuid=self.uuid or 0),
-                    response=[])
-            return ok
+        if (self._ok_reply is not None and response.code == 0 and not response.rows
+                and response.message == "OK"):
+            return self._ok_reply  # most logger calls' answer, built at start()
         return ExtensionResponse(
             status=ExtensionStatus(code=response.code, message=response.message,
                                    uuid=self.uuid or 0),

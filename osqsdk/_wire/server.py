@@ -57,9 +57,7 @@ class _Method:
     result: type | None  # None: oneway
     fields: tuple[str, ...]
     handler: Callable[..., Any]
-
-    def arguments(self, args: Any) -> tuple[Any, ...]:
-        return tuple(getattr(args, f) for f in self.fields)
+    arguments: Callable[[Any], tuple[Any, ...]]  # the handler's arguments from args
 
 
 def _read_exact(trans: TBufferedTransport, size: int) -> bytes:
@@ -83,13 +81,11 @@ def _read_message_begin(trans: TBufferedTransport) -> tuple[str, int, int]:
         rest = _read_exact(trans, size + 4)
         return rest[:size].decode("utf-8"), word & TBinaryProtocol.TYPE_MASK, \
             _I32.unpack_from(rest, size)[0]
-    # old non-strict form: name length, name, type byte, seqid; 4 bytes of name are read
-    if word < 4 or word > MAX_STRING_BYTES:
-        raise TProtocolException(TProtocolException.BAD_VERSION,
-                                 "no protocol version header")
-    rest = _read_exact(trans, word - 4 + 5)
-    name = (_I32.pack(size) + rest[:word - 4]).decode("utf-8")
-    return name, rest[word - 4], _I32.unpack_from(rest, word - 3)[0]
+    # the old non-strict form: name length, name, type byte, seqid (4 bytes of it read)
+    if word > MAX_STRING_BYTES:
+        raise TProtocolException(TProtocolException.SIZE_LIMIT, "method name too long")
+    rest = _I32.pack(size) + _read_exact(trans, word + 1)
+    return rest[:word].decode("utf-8"), rest[word], _I32.unpack_from(rest, word + 1)[0]
 
 
 def _methods(service: str, handler: object) -> dict[str, _Method]:
@@ -105,10 +101,13 @@ def _methods(service: str, handler: object) -> dict[str, _Method]:
         module = modules[name]
         args = getattr(module, f"{name}_args")
         fields = tuple(spec[2] for spec in args.thrift_spec if spec)
-        method = _Method(args, getattr(module, f"{name}_result"), fields, getattr(handler, name))
-        if len(fields) > 1:  # one attribute fetch for all the arguments
-            object.__setattr__(method, "arguments", operator.attrgetter(*fields))
-        table[name] = method
+        if len(fields) > 1:
+            arguments = operator.attrgetter(*fields)
+        else:
+            arguments = ((lambda args, f=fields[0]: (getattr(args, f),)) if fields
+                         else (lambda args: ()))
+        table[name] = _Method(args, getattr(module, f"{name}_result"), fields,
+                              getattr(handler, name), arguments)
     return table
 
 
@@ -166,7 +165,12 @@ class _Acceptors:
                                   name=f"osqsdk-worker-{len(self._threads)}")
         self._threads.append(thread)
         self._waiting += 1
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": serve with those there are
+            self._threads.pop()
+            self._waiting -= 1
+            log.error("could not start another worker thread: %s", exc)
 
     def _run(self) -> None:
         listener, stopped, lock = self._listener, self._stopped, self._lock
@@ -206,7 +210,11 @@ class _Acceptors:
                     s.settimeout(1.0)
                     s.connect(path)
             except OSError:
-                break
+                continue
+        try:  # Linux also wakes accept() on a listening socket that is shut down
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def join(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

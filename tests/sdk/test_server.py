@@ -239,6 +239,17 @@ def test_ping_in_either_binary_message_form_is_answered(manager, header):
         server.close()
 
 
+def test_a_short_unknown_method_name_in_the_old_form_gets_an_exception_reply(manager):
+    server = serve(manager)
+    try:
+        message = struct.pack("!i", 2) + b"xy" + b"\x01" + struct.pack("!i", 7) + b"\x00"
+        reply = raw_exchange(server.socket_path, message)
+        assert reply.startswith(struct.pack("!I", 0x80010003) + struct.pack("!i", 2) + b"xy"
+                                + struct.pack("!i", 7))
+    finally:
+        server.close()
+
+
 def test_unknown_method_gets_a_thrift_application_exception(manager):
     server = serve(manager)
     try:
