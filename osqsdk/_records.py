@@ -7,10 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-try:  # a logger parses every result line osqueryd sends: orjson does it 3x faster
-    from orjson import loads as _fast_loads
-except ImportError:  # pragma: no cover
-    _fast_loads = None
+from orjson import loads as _fast_loads  # a logger parses every line osqueryd sends
 
 __all__ = ["ResultFormat", "ResultLog", "Severity", "StatusLog", "parse_result",
            "parse_status_batch"]
@@ -109,13 +106,22 @@ class ResultLog:
                 yield "snapshot", row
 
 
+# orjson has no nesting limit (a line of 150,000 "[" crashes the process); the stdlib
+# parser raises RecursionError instead. Text with this many brackets (a big snapshot, or
+# something hostile) goes to the stdlib.
+_ORJSON_MAX_BRACKETS = 512
+
+
 def _loads(text: str) -> Any:
-    if _fast_loads is not None:
+    if text.count("[") + text.count("{") <= _ORJSON_MAX_BRACKETS:
         try:
             return _fast_loads(text)
         except (ValueError, TypeError):
             pass  # orjson refuses lone surrogates and huge ints; the stdlib reads them
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("result line is nested too deeply") from None
 
 
 def _text(value: Any) -> str:
@@ -175,6 +181,33 @@ def parse_result(line: str, category: str = "") -> ResultLog:
             raise ValueError(f"result line has an unknown action {action!r}")
         return ResultLog(fmt, *common, action, columns, category=category)
     raise ValueError("result line has none of 'columns', 'diffResults' or 'snapshot'")
+
+
+def _count(rows: Any) -> int:
+    return len(rows) if isinstance(rows, list) else 0
+
+
+def row_counts(line: str) -> tuple[str, tuple[tuple[str, int], ...]] | None:
+    """The query name and ``(action, rows)`` pairs of a result line, as ``ResultLog.rows()``
+    would count them, without building the ResultLog; None when it is not a result line."""
+    try:
+        data = _loads(line)
+    except ValueError:
+        return None
+    if data.__class__ is not dict or not isinstance(data.get("name"), str):
+        return None
+    if "diffResults" in data:
+        diff = data["diffResults"]
+        if not isinstance(diff, dict):
+            return None
+        return data["name"], (("removed", _count(diff.get("removed"))),
+                              ("added", _count(diff.get("added"))))
+    if "snapshot" in data:
+        return data["name"], (("snapshot", _count(data["snapshot"])),)
+    action = data.get("action")
+    if "columns" in data and action in ("added", "removed", "snapshot"):
+        return data["name"], ((action, 1),)
+    return None
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,11 @@ import random
 import threading
 import time
 import warnings
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import urllib3
 
-from osqsdk._records import ResultLog, parse_result
+from osqsdk._records import parse_result
 from osqsdk._version import __version__
 from osqsdk.loki._config import LokiConfig
 from osqsdk.loki._encode import Body, encode
@@ -149,8 +149,6 @@ class LokiClient:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._metrics_server: Any = None
         self._mapper: Mapper | None = None
-        #: called in the sending thread with the result lines of a batch, once parsed
-        self.on_results: Callable[[list[ResultLog]], None] | None = None
         self._thread = threading.Thread(target=self._run_batcher, name="osqsdk-loki-batcher",
                                         daemon=True)
         self._sender = threading.Thread(target=self._run_sender, name="osqsdk-loki-sender",
@@ -214,19 +212,18 @@ class LokiClient:
         """
         return self.push_entries((Entry(RAW, time.time_ns(), line),))
 
-    def _map_raw(self, seq: int, entry: Entry, parsed: list[ResultLog]) -> Entry:
+    def _map_raw(self, seq: int, entry: Entry) -> Entry:
         mapper = self._mapper
         if mapper is None:
             mapper = self._mapper = Mapper(self.config)
         accepted_s = entry.ts_ns - entry.ts_ns % _NS
         try:
             record = parse_result(entry.line)
-        except ValueError as exc:
+        except Exception as exc:  # whatever the line, it must not stop the shipping
             log.error("result line is not osquery's format (%s); shipped with "
                       "log_type=unparsed: %.200s", exc, entry.line)
             return Entry(mapper.unparsed(entry.line).labels, entry.ts_ns, entry.line)
         mapped = mapper.result(record)
-        parsed.append(record)
         # The time is the query's unixTime (when it ran), else when the line was accepted;
         # plus seq % 1e9 ns so that lines of one second keep their order in a stream and a
         # resend carries the same timestamp.
@@ -387,10 +384,9 @@ class LokiClient:
         newest = now_ns + int(config.max_future * _NS) if config.max_future else None
         streams: dict[str, list[Entry]] = {}
         nbytes = 0
-        parsed: list[ResultLog] = []
         for seq, entry, size in batch:
             if entry.labels == RAW:
-                entry = self._map_raw(seq, entry, parsed)
+                entry = self._map_raw(seq, entry)
             if oldest is not None and entry.ts_ns < oldest:
                 self._drop([entry], DropReason.TOO_OLD, "older than max_age")
                 continue
@@ -402,11 +398,6 @@ class LokiClient:
                 stream = streams[entry.labels] = []
             stream.append(entry)
             nbytes += size
-        if parsed and self.on_results is not None:
-            try:
-                self.on_results(parsed)
-            except Exception:  # counting must never stop the shipping
-                log.exception("on_results failed for a batch of %d result lines", len(parsed))
         for stream in streams.values():  # Vector's rule: each stream in time order
             stream.sort(key=_ts)
         items = list(streams.items())

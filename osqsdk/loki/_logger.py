@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 from osqsdk._logger import LoggerPlugin
 from osqsdk._plugin import Response
-from osqsdk._records import ResultFormat, ResultLog, StatusLog, parse_result
+from osqsdk._records import ResultFormat, ResultLog, StatusLog, parse_result, row_counts
 from osqsdk.loki._client import LokiClient
 from osqsdk.loki._config import LokiConfig
 from osqsdk.loki._labels import Entry, Mapper
@@ -51,7 +51,6 @@ class LokiLogger(LoggerPlugin):
         self.metrics = self.client.metrics
         self.mapper = Mapper(config)
         self._row_counters: dict[tuple[str, str], Any] = {}
-        self.client.on_results = self._count_batch
         # Lines this long may be truncated by max_line_bytes: parsed here, before that.
         self._raw_chars = config.max_line_bytes // 4
         super().__init__(config.plugin_name, log_result=self._log_result,
@@ -73,6 +72,11 @@ class LokiLogger(LoggerPlugin):
                 self.client.push_result_line(line)
             except Exception as exc:  # answered as success all the same
                 self._spool_failed(1, len(line), exc)
+            # counted now, not when shipped: alert rules read these counters, and they
+            # must rise while Loki is down too
+            counted = row_counts(line)
+            if counted is not None:
+                self._count(*counted)
             return _OK
         try:
             record = parse_result(line, category)
@@ -117,39 +121,24 @@ class LokiLogger(LoggerPlugin):
         log.error("logger %s: could not spool %d entries (%s: %s); they are dropped",
                   self.name, count, type(exc).__name__, exc)
 
-    def _count_batch(self, records: list[ResultLog]) -> None:
-        counts: dict[tuple[str, str], int] = {}
-        for record in records:
-            if record.format is ResultFormat.EVENT:
-                key = (record.name, record.action)
-                counts[key] = counts.get(key, 0) + 1
-            else:
-                for action, n in self._row_counts(record):
-                    key = (record.name, action)
-                    counts[key] = counts.get(key, 0) + n
-        for key, n in counts.items():
-            if n:
-                self._row_counter(key).inc(n)
-
-    def _row_counter(self, key: tuple[str, str]) -> Any:
-        child = self._row_counters.get(key)
-        if child is None:
-            child = self._row_counters[key] = self.metrics.results.labels(*key)
-        return child
-
-    @staticmethod
-    def _row_counts(record: ResultLog) -> tuple[tuple[str, int], ...]:
+    def _count_rows(self, record: ResultLog) -> None:
         fmt = record.format
         if fmt is ResultFormat.BATCH:
-            return (("removed", len(record.removed)), ("added", len(record.added)))
-        if fmt is ResultFormat.SNAPSHOT:
-            return (("snapshot", len(record.snapshot)),)
-        return ((record.action, 1),)
+            counts = (("removed", len(record.removed)), ("added", len(record.added)))
+        elif fmt is ResultFormat.SNAPSHOT:
+            counts = (("snapshot", len(record.snapshot)),)
+        else:
+            counts = ((record.action, 1),)
+        self._count(record.name, counts)
 
-    def _count_rows(self, record: ResultLog) -> None:
-        for action, n in self._row_counts(record):
+    def _count(self, name: str, counts: tuple[tuple[str, int], ...]) -> None:
+        for action, n in counts:
             if n:
-                self._row_counter((record.name, action)).inc(n)
+                key = (name, action)
+                child = self._row_counters.get(key)
+                if child is None:
+                    child = self._row_counters[key] = self.metrics.results.labels(*key)
+                child.inc(n)
 
     def close(self, timeout: float | None = None) -> bool:
         """Drain for up to ``timeout`` seconds (default drain_timeout) and stop."""

@@ -177,7 +177,8 @@ def bench_logger_path(url: str, lines: list[str], tmp: str, threads: int,
         # the steady rate at the receiver: from 10% to 90% of the lines stored
         lo = next(s for s in samples if s[1] >= len(lines) * 0.1)
         hi = next((s for s in samples if s[1] >= len(lines) * 0.9), (acked, len(lines)))
-        result["steady_lines_per_s"] = (hi[1] - lo[1]) / (hi[0] - lo[0])
+        result["steady_lines_per_s"] = ((hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0]
+                                        else result["acked_lines_per_s"])
         return result
     finally:
         for proc in reversed(procs):

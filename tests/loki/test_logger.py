@@ -67,19 +67,20 @@ def test_lone_surrogates_from_json_escapes_are_shipped_as_replacement_characters
 def test_lines_spooled_while_loki_was_down_are_labelled_after_a_restart(
         receiver, make_config, tmp_path):
     # Result lines are spooled as osqueryd sent them and parsed when shipped: lines a
-    # previous process accepted get their labels, timestamps and counts from the next one.
+    # previous process accepted get their labels and timestamps from the next one.
     spool = str(tmp_path / "restart-spool")
     down = LokiLogger(make_config("http://127.0.0.1:9", spool_dir=spool))
     unix_time = int(time.time()) - 60
     lines = [result_line(i, unix_time=unix_time) for i in range(3)] + ["not json"]
     for line in lines:
         assert down.call({"string": line, "category": "event"}).code == 0
+    # counted on arrival, Loki or not: the alert rules read this counter
+    assert down.metrics.value("osquery_results_total", name="pack_ir_last",
+                              action="added") == 3
     down.client.abort()  # as a kill would leave it: everything still in the spool
     up = LokiLogger(make_config(receiver.url, spool_dir=spool))
     try:
         assert up.client.flush(10)
-        assert up.metrics.value("osquery_results_total", name="pack_ir_last",
-                                action="added") == 3
     finally:
         up.close()
     streams = receiver.streams()
@@ -90,6 +91,23 @@ def test_lines_spooled_while_loki_was_down_are_labelled_after_a_restart(
     assert len({ts for ts, *_ in result}) == 3
     (unparsed,) = [e for labels, e in streams.items() if 'log_type="unparsed"' in labels]
     assert [line for _, line, *_ in unparsed] == ["not json"]
+
+
+def test_a_deeply_nested_line_is_shipped_unparsed_and_shipping_goes_on(
+        receiver, make_config):
+    # parsed in the batcher: whatever a line is, it must not stop the shipping
+    logger = LokiLogger(make_config(receiver.url, max_line_bytes=1 << 20))
+    deep = "[" * 120_000 + "]" * 120_000
+    try:
+        for line in (deep, result_line(1)):
+            assert logger.call({"string": line, "category": "event"}).code == 0
+        assert logger.client.flush(10)
+    finally:
+        logger.close()
+    streams = receiver.streams()
+    (unparsed,) = [e for labels, e in streams.items() if 'log_type="unparsed"' in labels]
+    assert [line for _, line, *_ in unparsed] == [deep]
+    assert [e for labels, e in streams.items() if 'name="pack_ir_last"' in labels]
 
 
 def test_a_line_too_long_for_loki_keeps_its_labels_when_truncated(receiver, make_config):

@@ -156,3 +156,25 @@ def test_malformed_requests_get_status_1_with_the_reason(collected, request_, me
     response = plugin.call(request_)
     assert response.code == 1 and message in response.message
     assert got["results"] == [] and got["status"] == []
+
+
+def test_a_line_nested_150000_deep_is_refused_not_a_crash():
+    # orjson has no depth limit and crashes the process on this; run it apart so that a
+    # crash fails the test instead of the test run
+    import subprocess
+    import sys
+
+    code = ("import threading\n"
+            "from osqsdk._records import parse_result, row_counts\n"
+            "line = '[' * 150000 + ']' * 150000\n"
+            "def parse():\n"
+            "    try:\n"
+            "        parse_result(line)\n"
+            "    except ValueError as exc:\n"
+            "        print(exc, row_counts(line))\n"
+            "t = threading.Thread(target=parse)\n"  # the Loki batcher parses in a thread
+            "t.start(); t.join()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip() == "result line is nested too deeply None"
