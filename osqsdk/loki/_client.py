@@ -148,7 +148,8 @@ class LokiClient:
         self._flush_lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._metrics_server: Any = None
-        self._mapper: Mapper | None = None
+        #: osquery records to Loki entries (labels cached), for lines spooled raw
+        self.mapper = Mapper(config)
         self._thread = threading.Thread(target=self._run_batcher, name="osqsdk-loki-batcher",
                                         daemon=True)
         self._sender = threading.Thread(target=self._run_sender, name="osqsdk-loki-sender",
@@ -213,9 +214,7 @@ class LokiClient:
         return self.push_entries((Entry(RAW, time.time_ns(), line),))
 
     def _map_raw(self, seq: int, entry: Entry) -> Entry:
-        mapper = self._mapper
-        if mapper is None:
-            mapper = self._mapper = Mapper(self.config)
+        mapper = self.mapper
         accepted_s = entry.ts_ns - entry.ts_ns % _NS
         try:
             record = parse_result(entry.line)

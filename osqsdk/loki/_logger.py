@@ -6,10 +6,10 @@ failure: osqueryd treats a failed result line as fatal, exits with code 78 and i
 stops the whole daemon, and the line is lost anyway because osqueryd already stored the
 new results (protocol.md §4.6, osquery #7100). So:
 
-* a result line is spooled as osqueryd sent it and parsed when it is shipped, in the
-  sending thread (its labels and the per-query counters come from that parse), so that
-  osqueryd waits only for the write; a line that is not osquery's JSON is shipped as it
-  is, with ``log_type="unparsed"``;
+* a result line is spooled as osqueryd sent it and given its labels when it is shipped,
+  in the sending thread, so that osqueryd waits only for the write and a row count (the
+  per-query counters, which alert rules read whether Loki is up or not); a line that is
+  not osquery's JSON is shipped as it is, with ``log_type="unparsed"``;
 * when the disk is full the spool holds lines in memory and ships them from there
   (``memory_tail_bytes``), and counts what it cannot hold as dropped (``disk_full``);
 * any other failure to spool is logged and counted (``spool_error``).
@@ -19,16 +19,17 @@ Status logs are wanted (features bit 1), events are not (protocol.md §4.1).
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 from typing import Any, Mapping, Sequence
 
 from osqsdk._logger import LoggerPlugin
 from osqsdk._plugin import Response
-from osqsdk._records import ResultFormat, ResultLog, StatusLog, parse_result, row_counts
+from osqsdk._records import ResultLog, StatusLog, parse_result, row_counts
 from osqsdk.loki._client import LokiClient
 from osqsdk.loki._config import LokiConfig
-from osqsdk.loki._labels import Entry, Mapper
+from osqsdk.loki._labels import Entry
 from osqsdk.loki._metrics import DropReason, LokiMetrics
 
 __all__ = ["LokiLogger"]
@@ -40,7 +41,8 @@ _OK = Response.ok()  # never changed: the answer to every result line
 class LokiLogger(LoggerPlugin):
     """A logger plugin that forwards osquery's logs to Loki (``--logger_plugin=loki``).
 
-    ``client`` replaces the LokiClient built from ``config`` (tests, embedding).
+    ``client`` replaces the LokiClient built from ``config`` (tests, embedding); its
+    label mapping (``client.mapper``) is the one used.
     """
 
     def __init__(self, config: LokiConfig, *, client: LokiClient | None = None,
@@ -49,7 +51,7 @@ class LokiLogger(LoggerPlugin):
         self.client = client if client is not None else LokiClient(config, metrics=metrics,
                                                                    pool=pool)
         self.metrics = self.client.metrics
-        self.mapper = Mapper(config)
+        self.mapper = self.client.mapper
         self._row_counters: dict[tuple[str, str], Any] = {}
         # Lines this long may be truncated by max_line_bytes: parsed here, before that.
         self._raw_chars = config.max_line_bytes // 4
@@ -122,14 +124,8 @@ class LokiLogger(LoggerPlugin):
                   self.name, count, type(exc).__name__, exc)
 
     def _count_rows(self, record: ResultLog) -> None:
-        fmt = record.format
-        if fmt is ResultFormat.BATCH:
-            counts = (("removed", len(record.removed)), ("added", len(record.added)))
-        elif fmt is ResultFormat.SNAPSHOT:
-            counts = (("snapshot", len(record.snapshot)),)
-        else:
-            counts = ((record.action, 1),)
-        self._count(record.name, counts)
+        counts = collections.Counter(action for action, _ in record.rows())
+        self._count(record.name, tuple(counts.items()))
 
     def _count(self, name: str, counts: tuple[tuple[str, int], ...]) -> None:
         for action, n in counts:
