@@ -133,14 +133,23 @@ def _int(data: dict[str, Any], key: str) -> int:
     return value if value.__class__ is int else _number(value, key)
 
 
-def parse_result(line: str, category: str = "") -> ResultLog:
-    """Parse one result or snapshot line. Raises ValueError naming what is wrong."""
-    # Every result line osqueryd sends to a logger goes through here: exact-type checks
-    # first, the general ones only when they fail.
+def load_line(line: str) -> Any:
+    """The JSON value of a line osqueryd logged; ValueError when it is not JSON."""
     try:
-        data = _loads(line)
+        return _loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"result line is not JSON: {exc}") from None
+
+
+def parse_result(line: str, category: str = "") -> ResultLog:
+    """Parse one result or snapshot line. Raises ValueError naming what is wrong."""
+    return result_from_json(load_line(line), line, category)
+
+
+def result_from_json(data: Any, line: str, category: str = "") -> ResultLog:
+    """``parse_result`` for a line already read as JSON (``data``)."""
+    # Every result line osqueryd sends to a logger goes through here: exact-type checks
+    # first, the general ones only when they fail.
     if not isinstance(data, dict):
         raise ValueError("result line is not a JSON object")
     name = data.get("name")

@@ -132,6 +132,7 @@ class ExtensionServer:
             raise
         self._ok_reply = ExtensionResponse(
             status=ExtensionStatus(code=0, message="OK", uuid=self.uuid), response=[])
+        self._server.constant(self._ok_reply)
         log.info("extension %r registered as uuid %d, serving %s", self.name, self.uuid,
                  self.socket_path)
 

@@ -19,6 +19,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
+from io import BytesIO
 from typing import Any, Callable
 
 from thrift.protocol import fastbinary
@@ -26,7 +27,7 @@ from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAcce
 from thrift.protocol.TProtocol import TProtocolException
 from thrift.Thrift import TApplicationException, TMessageType, TType
 from thrift.transport.TSocket import TSocket
-from thrift.transport.TTransport import TBufferedTransport, TMemoryBuffer, TTransportException
+from thrift.transport.TTransport import CReadableTransport, TMemoryBuffer, TTransportException
 
 from osqsdk._wire import transport
 from osqsdk._wire._gen import Extension, ExtensionManager
@@ -49,42 +50,71 @@ _COALESCE = 64 * 1024
 _I32 = struct.Struct("!i")
 _HEAD = struct.Struct("!ii")
 _REPLY_PREFIX: dict[str, bytes] = {}
+_decode = fastbinary.decode_binary
 
 
 @dataclass(frozen=True)
 class _Method:
     args: type
+    spec: list[Any]      # [args, args.thrift_spec]: what thrift's C decoder reads it by
     result: type | None  # None: oneway
     fields: tuple[str, ...]
     handler: Callable[..., Any]
     arguments: Callable[[Any], tuple[Any, ...]]  # the handler's arguments from args
 
 
-def _read_exact(trans: TBufferedTransport, size: int) -> bytes:
-    # Straight from the read buffer when it holds enough (the usual case), else through
-    # readAll, which refills it and raises TTransportException at end of stream.
-    data = trans.cstringio_buf.read(size)
-    if len(data) < size:
-        data += trans.readAll(size - len(data))
-    return data
+class _Reader(CReadableTransport):
+    """The read side of one connection, in the shape thrift's C decoder reads from.
+
+    TBufferedTransport does the same through four Python calls per refill; a call from
+    osqueryd arrives in one recv() and is read here in one.
+    """
+
+    cstringio_buf: BytesIO = BytesIO(b"")  # a plain attribute, where the base has a property
+
+    def __init__(self, conn: socket.socket) -> None:
+        self._recv = conn.recv
+        self.cstringio_buf = BytesIO(b"")
+
+    def _more(self, size: int) -> bytes:
+        data = self._recv(max(size, _READ_BUFFER))
+        if not data:
+            raise TTransportException(TTransportException.END_OF_FILE, "peer closed")
+        return data
+
+    def read_exact(self, size: int) -> bytes:
+        data = self.cstringio_buf.read(size)
+        if len(data) < size:
+            data = self.cstringio_refill(data, size).read(size)
+        return data
+
+    def cstringio_refill(self, partialread: bytes, reqlen: int) -> BytesIO:
+        data = partialread
+        while len(data) < reqlen:
+            data += self._more(reqlen - len(data))
+        self.cstringio_buf = BytesIO(data)
+        return self.cstringio_buf
+
+    # what TBinaryProtocol's Python methods use (skipping an unknown method's arguments)
+    read = readAll = read_exact
 
 
-def _read_message_begin(trans: TBufferedTransport) -> tuple[str, int, int]:
-    """TBinaryProtocol.readMessageBegin in three buffer reads instead of a dozen calls."""
-    word, size = _HEAD.unpack(_read_exact(trans, 8))
+def _read_message_begin(reader: _Reader) -> tuple[str, int, int]:
+    """TBinaryProtocol.readMessageBegin in two buffer reads instead of a dozen calls."""
+    word, size = _HEAD.unpack(reader.read_exact(8))
     if word < 0:  # strict: VERSION_1 | type, name length, name, seqid (what osqueryd sends)
         if word & TBinaryProtocol.VERSION_MASK != TBinaryProtocol.VERSION_1:
             raise TProtocolException(TProtocolException.BAD_VERSION,
                                      f"bad version in readMessageBegin: {word}")
         if size < 0 or size > MAX_STRING_BYTES:
             raise TProtocolException(TProtocolException.SIZE_LIMIT, "method name too long")
-        rest = _read_exact(trans, size + 4)
+        rest = reader.read_exact(size + 4)
         return rest[:size].decode("utf-8"), word & TBinaryProtocol.TYPE_MASK, \
             _I32.unpack_from(rest, size)[0]
     # the old non-strict form: name length, name, type byte, seqid (4 bytes of it read)
     if word > MAX_STRING_BYTES:
         raise TProtocolException(TProtocolException.SIZE_LIMIT, "method name too long")
-    rest = _I32.pack(size) + _read_exact(trans, word + 1)
+    rest = _I32.pack(size) + reader.read_exact(word + 1)
     return rest[:word].decode("utf-8"), rest[word], _I32.unpack_from(rest, word + 1)[0]
 
 
@@ -106,7 +136,8 @@ def _methods(service: str, handler: object) -> dict[str, _Method]:
         else:
             arguments = ((lambda args, f=fields[0]: (getattr(args, f),)) if fields
                          else (lambda args: ()))
-        table[name] = _Method(args, getattr(module, f"{name}_result"), fields,
+        table[name] = _Method(args, [args, args.thrift_spec], getattr(module, f"{name}_result"),
+                              fields,
                               getattr(handler, name), arguments)
     return table
 
@@ -256,6 +287,13 @@ class ThriftServer:
         self._busy: set[socket.socket] = set()   # connections with a call in progress
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        # id(value) -> (value, {method: encoded result}): answers encoded once (constant())
+        self._constants: dict[int, tuple[Any, dict[str, bytes]]] = {}
+
+    def constant(self, value: object) -> None:
+        """Declare that ``value``, when a handler returns it, never changes: its reply is
+        encoded once and reused (the plain OK answer most logger calls get)."""
+        self._constants[id(value)] = (value, {})
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -354,15 +392,15 @@ class ThriftServer:
                 timeval = struct.pack("ll", seconds, micros)
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
-            itrans = TBufferedTransport(_ConnectionSocket(conn), rbuf_size=_READ_BUFFER)
+            reader = _Reader(conn)
             iprot = TBinaryProtocolAccelerated(
-                itrans, string_length_limit=MAX_STRING_BYTES,
+                reader, string_length_limit=MAX_STRING_BYTES,
                 container_length_limit=MAX_CONTAINER_ITEMS)
             busy = self._busy
             while not self._stopped.is_set():
                 try:
-                    name, mtype, seqid = _read_message_begin(itrans)
-                except TTransportException:
+                    name, mtype, seqid = _read_message_begin(reader)
+                except (TTransportException, OSError):
                     break  # peer closed (osqueryd closes after every call) or idled out
                 busy.add(conn)  # set.add/discard are atomic; stop() reads a copy
                 try:
@@ -394,8 +432,7 @@ class ThriftServer:
                                           f"Unknown function {name}")
             return self._encode(name, TMessageType.EXCEPTION, seqid, error), b""
         args = method.args()
-        args.read(iprot)
-        iprot.readMessageEnd()
+        _decode(args, iprot, method.spec)  # what args.read(iprot) ends up calling
         try:
             value = method.handler(*method.arguments(args))
         except Exception as exc:
@@ -405,6 +442,11 @@ class ThriftServer:
             return self._encode(name, TMessageType.EXCEPTION, seqid, error), b""
         if mtype == TMessageType.ONEWAY:
             return b"", b""
+        constant = self._constants.get(id(value))
+        if constant is not None and constant[0] is value:
+            body = constant[1].get(name)
+            if body is not None:
+                return self._reply_header(name, seqid), body
         result = method.result()
         if hasattr(result, "success"):  # void methods (shutdown) have an empty result
             result.success = value
@@ -415,6 +457,8 @@ class ThriftServer:
                 raise
             _escape_surrogates(value)
             reply = self._encode_reply(name, seqid, result)
+        if constant is not None and constant[0] is value:
+            constant[1][name] = reply[1]
         size = len(reply[0]) + len(reply[1])
         if size > self._max_reply and isinstance(value, ExtensionResponse):
             rows = len(value.response or ())
@@ -440,14 +484,19 @@ class ThriftServer:
         return buf.getvalue()
 
     @staticmethod
-    def _encode_reply(name: str, seqid: int, result: Any) -> tuple[bytes, bytes]:
-        # The result struct straight from the C codec (what result.write() does, minus two
-        # copies of a reply that can be megabytes), behind the strict binary message header:
-        # i32 VERSION_1|REPLY, the method name, i32 seqid (TBinaryProtocol.writeMessageBegin).
+    def _reply_header(name: str, seqid: int) -> bytes:
+        # the strict binary message header: i32 VERSION_1|REPLY, the method name, i32 seqid
+        # (TBinaryProtocol.writeMessageBegin)
         prefix = _REPLY_PREFIX.get(name)
         if prefix is None:
             buf = TMemoryBuffer()
             TBinaryProtocolAccelerated(buf).writeMessageBegin(name, TMessageType.REPLY, 0)
             prefix = _REPLY_PREFIX.setdefault(name, buf.getvalue()[:-4])
-        return (prefix + _I32.pack(seqid),
+        return prefix + _I32.pack(seqid)
+
+    @classmethod
+    def _encode_reply(cls, name: str, seqid: int, result: Any) -> tuple[bytes, bytes]:
+        # The result struct straight from the C codec (what result.write() does, minus two
+        # copies of a reply that can be megabytes), behind the message header.
+        return (cls._reply_header(name, seqid),
                 fastbinary.encode_binary(result, [result.__class__, result.thrift_spec]))

@@ -32,7 +32,6 @@ from typing import Any, Mapping, Sequence
 
 import urllib3
 
-from osqsdk._records import parse_result
 from osqsdk._version import __version__
 from osqsdk.loki._config import LokiConfig
 from osqsdk.loki._encode import Body, encode
@@ -211,23 +210,22 @@ class LokiClient:
         the caller (osqueryd, waiting for the logger's answer) pays only for the write.
         A line that is not osquery's JSON is shipped with ``log_type="unparsed"``.
         """
+        if len(line) * 4 <= self._line_limit:  # surely within max_line_bytes
+            return self.spool.append_one(Entry(RAW, time.time_ns(), line))
         return self.push_entries((Entry(RAW, time.time_ns(), line),))
 
     def _map_raw(self, seq: int, entry: Entry) -> Entry:
         mapper = self.mapper
-        accepted_s = entry.ts_ns - entry.ts_ns % _NS
         try:
-            record = parse_result(entry.line)
+            # The time is the query's unixTime (when it ran), else when the line was accepted.
+            mapped = mapper.result_line(entry.line, entry.ts_ns)
         except Exception as exc:  # whatever the line, it must not stop the shipping
             log.error("result line is not osquery's format (%s); shipped with "
                       "log_type=unparsed: %.200s", exc, entry.line)
             return Entry(mapper.unparsed(entry.line).labels, entry.ts_ns, entry.line)
-        mapped = mapper.result(record)
-        # The time is the query's unixTime (when it ran), else when the line was accepted;
         # plus seq % 1e9 ns so that lines of one second keep their order in a stream and a
-        # resend carries the same timestamp.
-        ts = mapped.ts_ns if record.unix_time > 0 else accepted_s
-        return Entry(mapped.labels, ts + seq % _NS, mapped.line, mapped.metadata)
+        # resend carries the same timestamp
+        return Entry(mapped.labels, mapped.ts_ns + seq % _NS, mapped.line, mapped.metadata)
 
     def _limit_lines(self, entries: Sequence[Entry], start: int) -> list[Entry]:
         limit = self.config.max_line_bytes

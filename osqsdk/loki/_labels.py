@@ -15,7 +15,8 @@ import re
 import time
 from typing import Any, Mapping, NamedTuple
 
-from osqsdk._records import ResultFormat, ResultLog, StatusLog
+from osqsdk._records import (_KNOWN_KEYS, ResultFormat, ResultLog, StatusLog, load_line,
+                             result_from_json)
 from osqsdk.loki._config import _DECORATION, LokiConfig
 
 __all__ = ["Entry", "Mapper", "format_labels", "quote_label_value", "sanitize_text"]
@@ -27,6 +28,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _CACHE_LIMIT = 1 << 16
 _SEVERITY = ("INFO", "WARNING", "ERROR", "FATAL")
+_NS = 1_000_000_000
+_EMPTY: dict[str, Any] = {}
 
 
 class Entry(NamedTuple):
@@ -129,8 +132,9 @@ class Mapper:
                 pairs.append((name, sanitize_text(value)))
         return tuple(pairs)
 
-    def result(self, record: ResultLog) -> Entry:
-        """The entry for one result or snapshot line; the line is sent as osqueryd wrote it."""
+    def result(self, record: ResultLog, now_ns: int | None = None) -> Entry:
+        """The entry for one result or snapshot line; the line is sent as osqueryd wrote it.
+        Its time is the record's ``unixTime``, else ``now_ns`` (default: now)."""
         fmt = record.format
         if fmt is ResultFormat.BATCH:
             action = ""  # a batch line holds added and removed rows; no single action
@@ -138,11 +142,45 @@ class Mapper:
             action = record.action or ("snapshot" if fmt is ResultFormat.SNAPSHOT else "")
         log_type = "snapshot" if fmt in (ResultFormat.SNAPSHOT,
                                          ResultFormat.SNAPSHOT_EVENT) else "result"
-        fields = {"name": record.name, "host": record.host_identifier, "action": action,
-                  "log_type": log_type, "epoch": record.epoch, "counter": record.counter,
-                  "calendar_time": record.calendar_time, "unix_time": record.unix_time}
-        return Entry(self._labels(fields, record.decorations), _seconds_ns(record.unix_time),
-                     record.raw, self._metadata(fields, record.decorations))
+        return self._result(record.name, record.host_identifier, action, log_type,
+                            record.epoch, record.counter, record.calendar_time,
+                            record.unix_time, record.decorations, record.raw, now_ns)
+
+    def result_line(self, line: str, now_ns: int | None = None) -> Entry:
+        """``result(parse_result(line), now_ns)``, quicker for the lines nearly every
+        query logs: one row, --logger_event_type's format. Raises ValueError as
+        parse_result does."""
+        data = load_line(line)
+        if data.__class__ is dict:
+            # Exactly the shape parse_result reads as an EVENT or SNAPSHOT_EVENT line with
+            # the same values; any other shape goes the long way.
+            name, host, calendar_time = (data.get("name"), data.get("hostIdentifier", ""),
+                                         data.get("calendarTime", ""))
+            unix_time, epoch, counter = (data.get("unixTime", 0), data.get("epoch", 0),
+                                         data.get("counter", 0))
+            decorations, action = data.get("decorations", _EMPTY), data.get("action")
+            if (name.__class__ is str and host.__class__ is str
+                    and calendar_time.__class__ is str and unix_time.__class__ is int
+                    and epoch.__class__ is int and counter.__class__ is int
+                    and decorations.__class__ is dict
+                    and data.get("columns").__class__ is dict
+                    and (action == "added" or action == "removed" or action == "snapshot")
+                    and "diffResults" not in data and "snapshot" not in data
+                    and _KNOWN_KEYS.issuperset(data)):
+                return self._result(name, host, action,
+                                    "snapshot" if action == "snapshot" else "result", epoch,
+                                    counter, calendar_time, unix_time, decorations, line,
+                                    now_ns)
+        return self.result(result_from_json(data, line), now_ns)
+
+    def _result(self, name: str, host: str, action: str, log_type: str, epoch: int,
+                counter: int, calendar_time: str, unix_time: int,
+                decorations: Mapping[str, Any], line: str, now_ns: int | None) -> Entry:
+        fields = {"name": name, "host": host, "action": action, "log_type": log_type,
+                  "epoch": epoch, "counter": counter, "calendar_time": calendar_time,
+                  "unix_time": unix_time}
+        return Entry(self._labels(fields, decorations), _seconds_ns(unix_time, now_ns),
+                     line, self._metadata(fields, decorations))
 
     def status(self, record: StatusLog) -> Entry:
         """The entry for one status log: the JSON osquery's own loggers write for it."""
@@ -164,7 +202,9 @@ class Mapper:
         return Entry(self._labels(fields, {}), _seconds_ns(0), line, ())
 
 
-def _seconds_ns(unix_time: int) -> int:
-    if unix_time <= 0:  # no time in the record: use the time it reached us
-        unix_time = int(time.time())
-    return unix_time * 1_000_000_000
+def _seconds_ns(unix_time: int, now_ns: int | None = None) -> int:
+    if unix_time > 0:
+        return unix_time * _NS
+    # no time in the record: the time it reached us
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    return now_ns - now_ns % _NS

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 from osqsdk._logger import LoggerPlugin
 from osqsdk._plugin import Response
-from osqsdk._records import ResultLog, StatusLog, parse_result, row_counts
+from osqsdk._records import ResultLog, StatusLog, parse_result
 from osqsdk.loki._client import LokiClient
 from osqsdk.loki._config import LokiConfig
 from osqsdk.loki._labels import Entry
@@ -52,15 +52,17 @@ class LokiLogger(LoggerPlugin):
                                                                    pool=pool)
         self.metrics = self.client.metrics
         self.mapper = self.client.mapper
-        self._row_counters: dict[tuple[str, str], Any] = {}
+        self._add_line = self.metrics.results.add_line
+        self._push_raw = self.client.push_result_line
         # Lines this long may be truncated by max_line_bytes: parsed here, before that.
         self._raw_chars = config.max_line_bytes // 4
         super().__init__(config.plugin_name, log_result=self._log_result,
                          log_status=self._log_status)
 
     def call(self, request: Mapping[str, str]) -> Response:
-        if "string" in request:
-            return self._line(request["string"], request.get("category", ""))
+        line = request.get("string")
+        if line is not None:
+            return self._line(line, request.get("category", ""))
         if "snapshot" in request:
             return self._line(request["snapshot"], "")
         if "string_batch" in request:
@@ -71,15 +73,15 @@ class LokiLogger(LoggerPlugin):
         if len(line) <= self._raw_chars:
             # The common case: spooled as it came, parsed and labelled when shipped.
             try:
-                self.client.push_result_line(line)
+                self._push_raw(line)
             except Exception as exc:  # answered as success all the same
                 self._spool_failed(1, len(line), exc)
-            # counted now, not when shipped: alert rules read these counters, and they
-            # must rise while Loki is down too
-            counted = row_counts(line)
-            if counted is not None:
-                self._count(*counted)
+            # counted on arrival, not when shipped: alert rules read these counters, and
+            # they must rise while Loki is down too
+            self._add_line(line)
             return _OK
+        # Lines this long may be truncated by max_line_bytes: parsed before that, so that
+        # their labels survive.
         try:
             record = parse_result(line, category)
         except ValueError as exc:
@@ -124,17 +126,8 @@ class LokiLogger(LoggerPlugin):
                   self.name, count, type(exc).__name__, exc)
 
     def _count_rows(self, record: ResultLog) -> None:
-        counts = collections.Counter(action for action, _ in record.rows())
-        self._count(record.name, tuple(counts.items()))
-
-    def _count(self, name: str, counts: tuple[tuple[str, int], ...]) -> None:
-        for action, n in counts:
-            if n:
-                key = (name, action)
-                child = self._row_counters.get(key)
-                if child is None:
-                    child = self._row_counters[key] = self.metrics.results.labels(*key)
-                child.inc(n)
+        for action, rows in collections.Counter(action for action, _ in record.rows()).items():
+            self.metrics.results.add(record.name, action, rows)
 
     def close(self, timeout: float | None = None) -> bool:
         """Drain for up to ``timeout`` seconds (default drain_timeout) and stop."""

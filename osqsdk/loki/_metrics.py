@@ -10,11 +10,15 @@ query as they arrive from osqueryd (Loki up or not), what the promtail ``metrics
 
 from __future__ import annotations
 
+import collections
 import enum
+import threading
 from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
+
+from osqsdk._records import row_counts
 
 __all__ = ["DropReason", "LokiMetrics"]
 
@@ -57,6 +61,74 @@ class _CallbackCounter:
         return [CounterMetricFamily(self.name, self.documentation, value=self.value())]
 
 
+class ResultRows:
+    """``osquery_results_total{name, action}``: result rows per query, as lines arrive.
+
+    The logger hands over each line as it is (``add_line``, a deque append, so osqueryd's
+    call does not wait for the counting); the rows are counted whenever the metric is read
+    (a scrape, ``LokiMetrics.value``), and by the adding thread every ``batch`` lines so
+    that memory stays bounded when nobody reads. Counted on arrival either way: the counter
+    rises while Loki is down too (alert rules read it).
+    """
+
+    def __init__(self, batch: int = 1024) -> None:
+        self._batch = batch
+        self._lines: collections.deque[str] = collections.deque()
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def add_line(self, line: str) -> None:
+        lines = self._lines
+        lines.append(line)
+        if len(lines) >= self._batch:
+            self.count_pending(wait=False)
+
+    def add(self, name: str, action: str, rows: int) -> None:
+        with self._lock:
+            self._add(name, action, rows)
+
+    def _add(self, name: str, action: str, rows: int) -> None:  # with self._lock held
+        if rows:
+            key = (name, action)
+            self._counts[key] = self._counts.get(key, 0) + rows
+
+    def count_pending(self, wait: bool = True) -> None:
+        """Count the lines added so far (``wait=False``: unless another thread is)."""
+        if not self._lock.acquire(blocking=wait):
+            return
+        try:
+            popleft, add = self._lines.popleft, self._add
+            while True:
+                try:
+                    line = popleft()
+                except IndexError:
+                    return
+                counted = row_counts(line)  # None: not a result line, nothing to count
+                if counted is not None:
+                    name, pairs = counted
+                    for action, rows in pairs:
+                        add(name, action, rows)
+        finally:
+            self._lock.release()
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> list[CounterMetricFamily]:
+        self.count_pending()
+        family = self._family()
+        with self._lock:
+            counts = sorted(self._counts.items())
+        for (name, action), rows in counts:
+            family.add_metric([name, action], rows)
+        return [family]
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily("osquery_results", "osquery result rows by query name and "
+                                   "action.", labels=["name", "action"])
+
+
 class LokiMetrics:
     """The collectors; ``registry`` is what the metrics endpoint serves."""
 
@@ -96,8 +168,8 @@ class LokiMetrics:
                                  "held in memory).", registry=r)
         self.spool_entries = Gauge("osqsdk_loki_spool_entries", "Entries in the spool not yet "
                                    "acknowledged.", registry=r)
-        self.results = Counter("osquery_results", "osquery result rows by query name and "
-                               "action.", ["name", "action"], registry=r)
+        self.results = ResultRows()
+        r.register(self.results)
 
     def track_spool(self, entries: Callable[[], float], nbytes: Callable[[], float],
                     received: Callable[[], float]) -> None:

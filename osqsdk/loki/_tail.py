@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from osqsdk._records import Severity, StatusLog, parse_result
+from osqsdk._records import Severity, StatusLog, result_from_json
 from osqsdk.loki._client import LokiClient
 from osqsdk.loki._labels import Entry, Mapper
 
@@ -236,7 +236,7 @@ class Tailer:
                 return self._unparsed(text, offset, f"not JSON: {exc}")
             if isinstance(data, dict) and "name" in data:
                 try:
-                    return self.mapper.result(parse_result(text))
+                    return self.mapper.result(result_from_json(data, text))
                 except ValueError as exc:
                     return self._unparsed(text, offset, str(exc))
             if isinstance(data, dict) and "message" in data and "severity" in data:

@@ -10,8 +10,10 @@ import time
 import urllib.request
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from osqsdk.loki import DropReason, LokiLogger
+from osqsdk.loki._metrics import ResultRows
 from osqsdk.testing import LokiReceiver
 from tests.conftest import peer_missing
 from tests.loki.conftest import result_line, status_batch
@@ -44,6 +46,26 @@ def test_answers_and_row_counters(receiver, make_config):
     finally:
         logger.close()
     assert receiver.entry_count == 10
+
+
+def test_row_counting_waits_for_no_scrape_and_holds_few_lines():
+    # Lines are counted when the metric is read, and every `batch` lines by the thread that
+    # adds them, so that a logger nobody scrapes does not keep every line in memory.
+    rows = ResultRows(batch=100)
+    for i in range(1050):
+        rows.add_line(result_line(i))
+        assert len(rows._lines) < 100
+    rows.add_line(BATCH)  # one removed and two added rows of pack_ir_ssh_logins
+    rows.add_line("not json")
+    registry = CollectorRegistry()
+    registry.register(rows)
+    assert registry.get_sample_value("osquery_results_total",
+                                     {"name": "pack_ir_last", "action": "added"}) == 1050
+    assert registry.get_sample_value("osquery_results_total",
+                                     {"name": "pack_ir_ssh_logins", "action": "added"}) == 2
+    assert registry.get_sample_value("osquery_results_total",
+                                     {"name": "pack_ir_ssh_logins", "action": "removed"}) == 1
+    assert not rows._lines
 
 
 def test_lone_surrogates_from_json_escapes_are_shipped_as_replacement_characters(

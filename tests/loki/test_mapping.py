@@ -86,3 +86,68 @@ def test_any_label_values_round_trip_through_lokis_parser(values):
     expected = {k: v.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
                 for k, v in values.items()}
     assert parsed == expected
+
+
+_BASE = {"name": "pack_ir_last", "hostIdentifier": "web-1",
+         "calendarTime": "Mon Nov 23 10:00:00 2026 UTC", "unixTime": 1795505419, "epoch": 0,
+         "counter": 3, "numerics": False, "decorations": {"dc": "eu-1", "n": 1},
+         "columns": {"user": "root"}, "action": "added"}
+# Each changes the usual event line in one way; the quick path must give what
+# result(parse_result(line)) gives, or refuse the same lines.
+_VARIANTS = [
+    {}, {"action": "removed"}, {"action": "snapshot"}, {"action": "other"},
+    {"action": None}, {"unixTime": "1795505419"}, {"unixTime": 0}, {"unixTime": -5},
+    {"unixTime": 1.0e9}, {"unixTime": True}, {"epoch": "2"}, {"counter": False},
+    {"hostIdentifier": 7}, {"hostIdentifier": None}, {"calendarTime": 12}, {"name": 5},
+    {"decorations": []}, {"decorations": {"dc": ["a"], "n": None}}, {"columns": []},
+    {"columns": None}, {"region": "top-level decoration"}, {"snapshot": [{"a": "1"}]},
+    {"diffResults": {"added": [{"a": "1"}], "removed": []}}, {"numerics": True},
+]
+
+
+def _line_of(variant: dict) -> str:
+    data = {**_BASE, **variant}
+    return json.dumps({k: v for k, v in data.items() if v != "<drop>"})
+
+
+def _both_ways(m: Mapper, line: str):
+    try:
+        slow = m.result(parse_result(line), 7 * NS + 5)
+    except ValueError as exc:
+        slow = ("refused", str(exc))
+    try:
+        fast = m.result_line(line, 7 * NS + 5)
+    except ValueError as exc:
+        fast = ("refused", str(exc))
+    return fast, slow
+
+
+def test_result_line_is_result_of_parse_result_for_every_shape():
+    configs = [mapper(), mapper(labels={"name": "name", "action": "action", "dc": "decoration:dc",
+                                        "epoch": "epoch"},
+                                structured_metadata={"n": "decoration:n",
+                                                     "when": "calendar_time",
+                                                     "counter": "counter"})]
+    lines = [_line_of(v) for v in _VARIANTS]
+    lines += [_line_of({key: "<drop>"}) for key in _BASE]
+    lines += ["[]", '"text"', "{}", "not json", BATCH, EVENT, SNAPSHOT, SNAPSHOT_EVENT]
+    for m in configs:
+        for line in lines:
+            fast, slow = _both_ways(m, line)
+            assert fast == slow, line
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(_BASE) + ["snapshot", "diffResults", "x"]),
+                       st.one_of(st.none(), st.booleans(), st.integers(-2, 2**40),
+                                 st.text(max_size=5), st.sampled_from(["added", "snapshot"]),
+                                 st.dictionaries(st.text(max_size=3), st.text(max_size=3),
+                                                 max_size=2),
+                                 st.lists(st.dictionaries(st.text(max_size=2),
+                                                          st.text(max_size=2), max_size=2),
+                                          max_size=2)),
+                       max_size=8))
+def test_result_line_agrees_with_parse_result_on_any_object(changes):
+    fast, slow = _both_ways(mapper(labels={"name": "name", "dc": "decoration:dc"}),
+                            _line_of(changes))
+    assert fast == slow

@@ -13,9 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from thrift.protocol.TBinaryProtocol import TBinaryProtocol
+from thrift.Thrift import TMessageType
+from thrift.transport.TSocket import TSocket
+from thrift.transport.TTransport import TBufferedTransport, TMemoryBuffer
 
 import osqsdk
 from osqsdk import Column, ExitCode, ExtensionServer, PluginDefinitionError, TablePlugin
+from osqsdk._logger import LoggerPlugin
+from osqsdk._wire._gen import Extension
 from osqsdk._wire.client import Client
 from osqsdk.testing import ManagerDouble
 
@@ -240,6 +246,58 @@ def test_either_binary_message_form_is_answered(manager, message, reply):
     server = serve(manager)
     try:
         assert raw_exchange(server.socket_path, message + b"\x00").startswith(reply)
+    finally:
+        server.close()
+
+
+def call_message(seqid: int, line: str) -> bytes:
+    buf = TMemoryBuffer()
+    prot = TBinaryProtocol(buf)
+    prot.writeMessageBegin("call", TMessageType.CALL, seqid)
+    Extension.call_args(registry="logger", item="lines", request={"string": line.encode()}).write(prot)
+    prot.writeMessageEnd()
+    return buf.getvalue()
+
+
+def read_call_replies(sock: socket.socket, count: int) -> list[tuple[int, tuple]]:
+    trans = TSocket()
+    trans.handle = sock
+    prot = TBinaryProtocol(TBufferedTransport(trans))
+    replies = []
+    for _ in range(count):
+        name, mtype, seqid = prot.readMessageBegin()
+        assert (name, mtype) == ("call", TMessageType.REPLY)
+        result = Extension.call_result()
+        result.read(prot)
+        status = result.success.status
+        replies.append((seqid, (status.code, status.message, status.uuid, result.success.response)))
+    return replies
+
+
+def logged_line(size: int = 0) -> str:
+    return json.dumps({"name": "q", "hostIdentifier": "h", "unixTime": 1, "action": "added",
+                       "columns": {"pad": "x" * size}})
+
+
+def test_calls_arriving_in_pieces_or_back_to_back_are_each_answered(manager):
+    # osqueryd's client writes a call in one go, but a socket may deliver it in pieces, and
+    # a peer may send the next call before reading the answer; the OK answer is encoded
+    # once and must still carry each call's own seqid.
+    server = serve(manager, LoggerPlugin("lines"))
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(server.socket_path)
+            message = call_message(41, logged_line())
+            for i in range(0, len(message), 7):
+                sock.sendall(message[i:i + 7])
+                time.sleep(0.001)
+            ok = (0, "OK", server.uuid, [])
+            assert read_call_replies(sock, 1) == [(41, ok)]
+            # three calls in one write, the middle one bigger than the server's read buffer
+            sock.sendall(call_message(42, logged_line()) + call_message(43, logged_line(200_000))
+                         + call_message(44, logged_line()))
+            assert read_call_replies(sock, 3) == [(42, ok), (43, ok), (44, ok)]
     finally:
         server.close()
 
