@@ -15,8 +15,14 @@ import re
 import time
 from typing import Any, Mapping, NamedTuple
 
-from osqsdk._records import (_KNOWN_KEYS, ResultFormat, ResultLog, StatusLog, load_line,
-                             result_from_json)
+from osqsdk._records import (
+    _KNOWN_KEYS,
+    ResultFormat,
+    ResultLog,
+    StatusLog,
+    load_line,
+    result_from_json,
+)
 from osqsdk.loki._config import _DECORATION, LokiConfig
 
 __all__ = ["Entry", "Mapper", "format_labels", "quote_label_value", "sanitize_text"]
