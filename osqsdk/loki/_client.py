@@ -28,13 +28,15 @@ import random
 import threading
 import time
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import urllib3
 
 from osqsdk._version import __version__
+from osqsdk.loki._batch import RAW, Dropped, entry_bytes, prepare_batch
 from osqsdk.loki._config import LokiConfig
 from osqsdk.loki._encode import Body, encode
+from osqsdk.loki._encoder import EncoderError, EncoderProcess
 from osqsdk.loki._errors import LokiConfigError
 from osqsdk.loki._labels import Entry, Mapper, format_labels, sanitize_text
 from osqsdk.loki._metrics import DropReason, LokiMetrics, MutateReason
@@ -53,25 +55,15 @@ TRUNCATED_MARK = "…[truncated by osqsdk]"
 MAX_SPLIT_REQUESTS = 128
 # Retry-After is honoured even above max_backoff, but not beyond this.
 MAX_RETRY_AFTER_S = 300.0
-# The label string of an entry spooled as osqueryd sent it (push_result_line): never a
-# real one (an empty label set is "{}"), so it can only mean "map me when shipped".
-RAW = ""
 
 
 class _Aborted(Exception):
     """abort() was called while a batch was being sent."""
 
 
-def _entry_bytes(entry: Entry) -> int:
-    # Loki's batch and rate accounting: line plus structured metadata (loki.md §2.1).
-    size = len(entry.line)
-    for name, value in entry.metadata:
-        size += len(name) + len(value)
-    return size
-
-
-def _ts(entry: Entry) -> int:
-    return entry.ts_ns
+_entry_bytes = entry_bytes
+# A batch's streams, or a function giving them (batches the encoder process encoded)
+Streams = Union[list[tuple[str, list[Entry]]], Callable[[], list[tuple[str, list[Entry]]]]]
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -147,6 +139,7 @@ class LokiClient:
         self._flush_lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._metrics_server: Any = None
+        self._encoder: EncoderProcess | None = None
         #: osquery records to Loki entries (labels cached), for lines spooled raw
         self.mapper = Mapper(config)
         self._thread = threading.Thread(target=self._run_batcher, name="osqsdk-loki-batcher",
@@ -214,19 +207,6 @@ class LokiClient:
             return self.spool.append_one(Entry(RAW, time.time_ns(), line))
         return self.push_entries((Entry(RAW, time.time_ns(), line),))
 
-    def _map_raw(self, seq: int, entry: Entry) -> Entry:
-        mapper = self.mapper
-        try:
-            # The time is the query's unixTime (when it ran), else when the line was accepted.
-            mapped = mapper.result_line(entry.line, entry.ts_ns)
-        except Exception as exc:  # whatever the line, it must not stop the shipping
-            log.error("result line is not osquery's format (%s); shipped with "
-                      "log_type=unparsed: %.200s", exc, entry.line)
-            return Entry(mapper.unparsed(entry.line).labels, entry.ts_ns, entry.line)
-        # plus seq % 1e9 ns so that lines of one second keep their order in a stream and a
-        # resend carries the same timestamp
-        return Entry(mapped.labels, mapped.ts_ns + seq % _NS, mapped.line, mapped.metadata)
-
     def _limit_lines(self, entries: Sequence[Entry], start: int) -> list[Entry]:
         limit = self.config.max_line_bytes
         out = list(entries[:start])
@@ -250,6 +230,11 @@ class LokiClient:
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         if not self._thread.is_alive():
+            if self.config.encoder_process and self._encoder is None:
+                try:
+                    self._encoder = EncoderProcess(self.config)
+                except EncoderError as exc:
+                    log.warning("%s; encoding batches in this process", exc)
             self._thread.start()
             self._sender.start()
 
@@ -283,6 +268,9 @@ class LokiClient:
         for thread in (self._thread, self._sender):
             if thread.is_alive() and thread is not threading.current_thread():
                 thread.join(self.config.timeout + 5)
+        encoder, self._encoder = self._encoder, None
+        if encoder is not None and not self._thread.is_alive():
+            encoder.close()
         self.spool.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
@@ -324,7 +312,7 @@ class LokiClient:
                     last_seq, streams, body, nbytes = self._queue.get(timeout=0.1)
                 except queue.Empty:
                     continue
-                if streams:
+                if body is not None:
                     self._split_budget = MAX_SPLIT_REQUESTS
                     try:
                         self._deliver(streams, body, nbytes)
@@ -374,34 +362,40 @@ class LokiClient:
         return batch
 
     def _prepare(self, batch: list[tuple[int, Entry, int]]) -> tuple[
-            int, list[tuple[str, list[Entry]]], Body | None, int]:
+            int, Streams, Body | None, int]:
         config = self.config
         now_ns = time.time_ns()
-        oldest = now_ns - int(config.max_age * _NS) if config.max_age else None
-        newest = now_ns + int(config.max_future * _NS) if config.max_future else None
-        streams: dict[str, list[Entry]] = {}
-        nbytes = 0
-        for seq, entry, size in batch:
-            if entry.labels == RAW:
-                entry = self._map_raw(seq, entry)
-            if oldest is not None and entry.ts_ns < oldest:
-                self._drop([entry], DropReason.TOO_OLD, "older than max_age")
-                continue
-            if newest is not None and entry.ts_ns > newest:
-                self._drop([entry], DropReason.TOO_NEW, "further in the future than max_future")
-                continue
-            stream = streams.get(entry.labels)
-            if stream is None:
-                stream = streams[entry.labels] = []
-            stream.append(entry)
-            nbytes += size
-        for stream in streams.values():  # Vector's rule: each stream in time order
-            stream.sort(key=_ts)
-        items = list(streams.items())
-        body = encode(items, config.encoding, config.compression) if items else None
-        return batch[-1][0], items, body, nbytes
+        if self._encoder is not None:
+            try:
+                encoded = self._encoder.encode(batch, now_ns)
+            except EncoderError as exc:
+                log.warning("%s; encoding batches in this process from now on", exc)
+                self._encoder.close()
+                self._encoder = None
+            else:
+                self._report(encoded.dropped, encoded.unreadable)
+                body = (Body(encoded.body, encoded.headers, encoded.entries)
+                        if encoded.body is not None else None)
 
-    def _deliver(self, streams: list[tuple[str, list[Entry]]], body: Body | None = None,
+                def streams() -> list[tuple[str, list[Entry]]]:
+                    # only when Loki refuses the request (to split it or name what is
+                    # dropped): the same streams again, here
+                    return prepare_batch(self.mapper, config, batch, now_ns).items
+
+                return batch[-1][0], streams, body, encoded.nbytes
+        prepared = prepare_batch(self.mapper, config, batch, now_ns)
+        self._report(prepared.dropped, prepared.unreadable)
+        items = prepared.items
+        body = encode(items, config.encoding, config.compression) if items else None
+        return batch[-1][0], items, body, prepared.nbytes
+
+    def _report(self, dropped: list[Dropped], unreadable: list[str]) -> None:
+        for message in unreadable:
+            log.error("%s", message)
+        for reason, entry, why in dropped:
+            self._drop([entry], reason, why)
+
+    def _deliver(self, streams: Streams, body: Body | None = None,
                  nbytes: int | None = None) -> None:
         attempt = 0
         if body is None:
@@ -423,7 +417,7 @@ class LokiClient:
                 # Find out which entries Loki refuses: it stored the rest of a 400 already
                 # and drops exact duplicates (loki.md §2.1, §2.5); a 413 stored nothing.
                 self._split_budget -= 2
-                first, second = _halves(streams)
+                first, second = _halves(_resolve(streams))
                 self._deliver(first)
                 self._deliver(second)
                 return
@@ -432,18 +426,18 @@ class LokiClient:
                 reason = {400: DropReason.REJECTED, 413: DropReason.TOO_LARGE,
                           401: DropReason.UNAUTHORIZED, 403: DropReason.UNAUTHORIZED}.get(
                               status, DropReason.CLIENT_ERROR)
-                self._drop([e for _, es in streams for e in es], reason,
+                self._drop([e for _, es in _resolve(streams) for e in es], reason,
                            f"Loki answered {status}: {text}")
                 return
             reason = (DropReason.RATE_LIMITED if status == 429 else
                       DropReason.NETWORK_ERROR if status < 0 else DropReason.SERVER_ERROR)
             if status == 429 and self.config.drop_rate_limited:
-                self._drop([e for _, es in streams for e in es], reason,
+                self._drop([e for _, es in _resolve(streams) for e in es], reason,
                            f"Loki answered 429 and drop_rate_limited is set: {text}")
                 return
             attempt += 1
             if self.config.max_retries and attempt >= self.config.max_retries:
-                self._drop([e for _, es in streams for e in es], reason,
+                self._drop([e for _, es in _resolve(streams) for e in es], reason,
                            f"no retries left after {attempt} attempts; last: {text}")
                 return
             delay = self._backoff(attempt, retry_after)
@@ -498,6 +492,10 @@ def _describe(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)
     text = str(reason if reason is not None else exc)
     return text[:300]
+
+
+def _resolve(streams: Streams) -> list[tuple[str, list[Entry]]]:
+    return streams() if callable(streams) else streams
 
 
 def _halves(streams: list[tuple[str, list[Entry]]]) -> tuple[list[tuple[str, list[Entry]]],

@@ -140,6 +140,9 @@ class LokiConfig:
     metrics_port: int | None = None
     metrics_addr: str = "127.0.0.1"
     plugin_name: str = "loki"
+    #: Label and encode batches in a helper process (``_encoder``), leaving this one's
+    #: time to its callers. None: on in the logger plugin, off in a LokiClient of its own.
+    encoder_process: bool | None = None
 
     def __post_init__(self) -> None:
         url, username, password = _split_url(self.url)
@@ -281,7 +284,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(LokiConfig)}
 _MAPPINGS = {"headers", "static_labels", "labels", "structured_metadata"}
 _SECRETS = {"password", "bearer_token"}
 _FILE_KEYS = {"password_file": "password", "bearer_token_file": "bearer_token"}
-_BOOLS = {"insecure_skip_verify", "drop_rate_limited"}
+_BOOLS = {"insecure_skip_verify", "drop_rate_limited", "encoder_process"}
 _INTS = {"batch_bytes", "max_retries", "max_line_bytes", "spool_max_bytes", "segment_bytes",
          "memory_tail_bytes", "metrics_port"}
 _FLOATS = {"timeout", "batch_wait", "min_backoff", "max_backoff", "max_age", "max_future",

@@ -20,6 +20,7 @@ Status logs are wanted (features bit 1), events are not (protocol.md §4.1).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
 from typing import Any, Mapping, Sequence
@@ -47,6 +48,8 @@ class LokiLogger(LoggerPlugin):
 
     def __init__(self, config: LokiConfig, *, client: LokiClient | None = None,
                  metrics: LokiMetrics | None = None, pool: Any = None) -> None:
+        if config.encoder_process is None:  # on by default here (see LokiConfig)
+            config = dataclasses.replace(config, encoder_process=True)
         self.config = config
         self.client = client if client is not None else LokiClient(config, metrics=metrics,
                                                                    pool=pool)

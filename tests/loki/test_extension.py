@@ -62,6 +62,28 @@ def test_results_and_status_logs_reach_loki(manager, tmp_path, receiver, procs):
     assert any('log_type="unparsed"' in labels for labels in streams)
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_kill_9_mid_stream_then_restart_delivers_every_line(manager, tmp_path, procs):
     spool = tmp_path / "spool"
     receiver = LokiReceiver()  # down while the extension is killed: a backlog in the spool
@@ -88,12 +110,15 @@ def test_kill_9_mid_stream_then_restart_delivers_every_line(manager, tmp_path, p
     feeder = threading.Thread(target=feed, args=(lines[:300], killed))
     feeder.start()
     assert wait_until(lambda: len(answered) >= 150, timeout=60)
+    (encoder,) = children(proc.pid)  # the encoder process (osqsdk.loki._encoder)
     os.kill(proc.pid, signal.SIGKILL)  # mid-stream, no chance to flush or clean up
     killed.set()
     feeder.join(30)
     proc.wait(10)
     first_run = list(answered)
     assert 150 <= len(first_run) < 300
+    # its encoder process reads the end of its input and exits too: no orphan left behind
+    assert wait_until(lambda: not running(encoder), timeout=15)
     manager.wait_gone(NAME, timeout=15)
     rest = lines[len(first_run) + 1:]  # the line in flight at the kill may or may not be in
     procs.append(launch(manager, spool, url))

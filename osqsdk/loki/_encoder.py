@@ -1,0 +1,187 @@
+"""The encoder process: labels and encodes batches away from the process osqueryd calls.
+
+Python runs one thread at a time in a process. Parsing, labelling, sorting and encoding a
+batch of a thousand result lines takes the sending thread ten milliseconds or more, during
+which the thread answering osqueryd waits its turn. With ``encoder_process`` on, the
+sending thread hands each batch to this helper (``python -m osqsdk.loki._encoder``, a
+child of the logger fed through a pipe) and gets back the request body, so that the
+logger's own process spends its time on osqueryd's calls and on the spool.
+
+The child holds nothing that is not also in the spool: when it fails or is killed, the
+batch is encoded in the parent instead (and every batch after it), and when the parent
+dies the child reads end-of-file and exits. Frames both ways are ``<u32 header><u32
+body>`` lengths, a JSON header, then that many body bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+from typing import Any, BinaryIO, Sequence
+
+import orjson
+
+from osqsdk.loki._batch import Dropped, prepare_batch
+from osqsdk.loki._encode import encode
+from osqsdk.loki._labels import Entry, Mapper
+from osqsdk.loki._metrics import DropReason
+
+__all__ = ["EncoderError", "EncoderProcess", "Encoded"]
+
+_FRAME = struct.Struct("<II")
+# What the child needs of the configuration: the mapping and the time limits.
+_SETTINGS = ("static_labels", "labels", "structured_metadata", "max_age", "max_future",
+             "encoding", "compression")
+
+
+class EncoderError(Exception):
+    """The encoder process failed or went away."""
+
+
+class Encoded:
+    """A batch as the encoder process returned it."""
+
+    __slots__ = ("body", "headers", "entries", "nbytes", "dropped", "unreadable")
+
+    def __init__(self, body: bytes | None, headers: dict[str, str], entries: int, nbytes: int,
+                 dropped: list[Dropped], unreadable: list[str]) -> None:
+        self.body, self.headers, self.entries = body, headers, entries
+        self.nbytes, self.dropped, self.unreadable = nbytes, dropped, unreadable
+
+
+def _write_frame(out: BinaryIO, header: Any, body: bytes = b"") -> None:
+    head = orjson.dumps(header)
+    out.write(_FRAME.pack(len(head), len(body)) + head + body)
+    out.flush()
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    data = stream.read(size)
+    if data is None or len(data) != size:
+        raise EOFError("the other end closed the pipe")
+    return data
+
+
+def _read_frame(stream: BinaryIO) -> tuple[Any, bytes]:
+    head_len, body_len = _FRAME.unpack(_read_exact(stream, _FRAME.size))
+    header = orjson.loads(_read_exact(stream, head_len))
+    return header, _read_exact(stream, body_len) if body_len else b""
+
+
+def _entry(item: Sequence[Any]) -> Entry:
+    labels, ts, line, metadata = item
+    return Entry(labels, ts, line, tuple(map(tuple, metadata)) if metadata else ())
+
+
+class EncoderProcess:
+    """The parent's handle on one encoder process (used by one thread at a time)."""
+
+    def __init__(self, config: Any) -> None:
+        env = dict(os.environ)
+        # the child imports osqsdk from wherever this process did
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "osqsdk.loki._encoder"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, env=env, close_fds=True)
+        except OSError as exc:
+            raise EncoderError(f"cannot start the encoder process: {exc}") from None
+        settings = {name: getattr(config, name) for name in _SETTINGS}
+        settings["static_labels"] = dict(settings["static_labels"])
+        settings["labels"] = dict(settings["labels"])
+        settings["structured_metadata"] = dict(settings["structured_metadata"])
+        self._send(settings)
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _send(self, header: Any) -> None:
+        try:
+            _write_frame(self._proc.stdin, header)  # type: ignore[arg-type]
+        except (OSError, ValueError) as exc:  # a broken pipe, or closed already
+            raise EncoderError(f"the encoder process is gone ({exc})") from None
+
+    def encode(self, batch: Sequence[tuple[int, Entry, int]], now_ns: int) -> Encoded:
+        """Label, filter, sort and encode ``batch`` as ``prepare_batch`` and ``encode`` do
+        here. Raises EncoderError when the process cannot answer."""
+        try:
+            self._send({"now_ns": now_ns, "batch": [
+                (seq, e.labels, e.ts_ns, e.line, e.metadata, size) for seq, e, size in batch]})
+        except TypeError as exc:  # orjson: text it cannot encode
+            raise EncoderError(f"the batch cannot be sent to the encoder process ({exc})") \
+                from None
+        try:
+            header, body = _read_frame(self._proc.stdout)  # type: ignore[arg-type]
+        except (OSError, EOFError, ValueError) as exc:
+            raise EncoderError(f"no answer from the encoder process ({exc})") from None
+        if "error" in header:
+            raise EncoderError(f"the encoder process failed: {header['error']}")
+        dropped = [Dropped(DropReason(reason), _entry(entry), why)
+                   for reason, entry, why in header["dropped"]]
+        return Encoded(body if header["entries"] else None, header["headers"],
+                       header["entries"], header["nbytes"], dropped, header["unreadable"])
+
+    def close(self) -> None:
+        """Let the child exit (end of its input) and reap it."""
+        try:
+            self._proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+def _settings(header: dict[str, Any]) -> Any:
+    from osqsdk.loki._config import LokiConfig
+
+    return LokiConfig(url="http://encoder.invalid", **header)
+
+
+def main() -> int:
+    """The child: read batches until end of input, answer each with its request body."""
+    # Ctrl-C reaches the whole process group; the parent decides when this one stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        config = _settings(_read_frame(stdin)[0])
+    except EOFError:
+        return 0
+    mapper = Mapper(config)
+    while True:
+        try:
+            request, _ = _read_frame(stdin)
+        except EOFError:
+            return 0
+        try:
+            batch = [(seq, Entry(labels, ts, line,
+                                 tuple(map(tuple, metadata)) if metadata else ()), size)
+                     for seq, labels, ts, line, metadata, size in request["batch"]]
+            prepared = prepare_batch(mapper, config, batch, request["now_ns"])
+            if prepared.items:
+                body = encode(prepared.items, config.encoding, config.compression)
+                data, headers, entries = body.data, dict(body.headers), body.entries
+            else:
+                data, headers, entries = b"", {}, 0
+            header = {"entries": entries, "nbytes": prepared.nbytes, "headers": headers,
+                      "dropped": [(d.reason.value, tuple(d.entry), d.why)
+                                  for d in prepared.dropped],
+                      "unreadable": prepared.unreadable}
+        except Exception as exc:  # answered, so that the parent encodes this one itself
+            header, data = {"error": f"{type(exc).__name__}: {exc}"}, b""
+        try:
+            _write_frame(stdout, header, data)
+        except OSError:  # the parent is gone
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
