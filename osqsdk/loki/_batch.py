@@ -7,7 +7,6 @@ the client does.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Sequence
 
@@ -15,8 +14,6 @@ from osqsdk.loki._labels import Entry, Mapper
 from osqsdk.loki._metrics import DropReason
 
 __all__ = ["RAW", "Prepared", "entry_bytes", "map_raw", "prepare_batch"]
-
-log = logging.getLogger("osqsdk.loki")
 
 _NS = 1_000_000_000
 # The label string of an entry spooled as osqueryd sent it (push_result_line): never a

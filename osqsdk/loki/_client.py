@@ -61,7 +61,6 @@ class _Aborted(Exception):
     """abort() was called while a batch was being sent."""
 
 
-_entry_bytes = entry_bytes
 # A batch's streams, or a function giving them (batches the encoder process encoded)
 Streams = Union[list[tuple[str, list[Entry]]], Callable[[], list[tuple[str, list[Entry]]]]]
 
@@ -407,7 +406,7 @@ class LokiClient:
                 self.metrics.sent_entries.inc(count)
                 self.metrics.sent_bytes.inc(
                     nbytes if nbytes is not None
-                    else sum(_entry_bytes(e) for _, es in streams for e in es))
+                    else sum(entry_bytes(e) for _, es in streams for e in es))
                 self.metrics.last_success.set(time.time())
                 if attempt:
                     log.info("Loki accepted a batch of %d entries after %d retries", count,
@@ -458,7 +457,7 @@ class LokiClient:
         return delay
 
     def _drop(self, entries: Sequence[Entry], reason: DropReason, why: str) -> None:
-        nbytes = sum(_entry_bytes(e) for e in entries)
+        nbytes = sum(entry_bytes(e) for e in entries)
         self.metrics.drop(reason, len(entries), nbytes)
         streams = sorted({e.labels for e in entries})
         log.error("dropped %d entries (%s) of stream%s %s: %s", len(entries), reason.value,

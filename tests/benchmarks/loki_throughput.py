@@ -15,7 +15,9 @@ process, storing counts only, rate limits off) in one invocation:
    receiver stored the last one (which waits up to batch_wait, 1 s, for its batch to
    fill), and the per-call latency percentiles; then the
    same with connections kept open (1 and 2 client threads), the logger's own cost;
-4. memory: a LokiClient process pushing 1,000,000 lines while Loki is unreachable; its
+4. anchor: the same client against a C++ TThreadedServer (osquery's own kind of server)
+   that answers every call at once, in both client modes: each mode's ceiling here;
+5. memory: a LokiClient process pushing 1,000,000 lines while Loki is unreachable; its
    resident memory (VmRSS and peak VmHWM) with the whole backlog in the spool.
 
     python tests/benchmarks/loki_throughput.py [--lines 300000] [--rounds 3]
@@ -186,6 +188,29 @@ def bench_logger_path(url: str, lines: list[str], tmp: str, threads: int,
             proc.wait(30)
 
 
+def bench_cpp_anchor(lines: list[str], tmp: str, mode: str, threads: int) -> dict:
+    """The same client against osquery's own kind of server doing nothing: the C++ manager
+    stand-in (Thrift's TThreadedServer, as osqueryd and C++ extensions serve) answers every
+    logger call at once (with "no such item", status 1). The ceiling of each client mode
+    on this machine, whatever the extension does."""
+    peers = build()
+    socket = os.path.join(tmp, f"anchor-{mode}{threads}.em")
+    proc = subprocess.Popen([str(peers / "manager_standin"), socket, "--uuid", "1"],
+                            stdout=subprocess.DEVNULL)
+    try:
+        while not os.path.exists(socket):
+            time.sleep(0.02)
+        path = os.path.join(tmp, f"anchor-{mode}{threads}.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        out = subprocess.run([str(peers / "osqueryd_standin"), "bench-logger", socket, "loki",
+                              path, str(threads), mode], capture_output=True, text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 _BACKLOG_CHILD = r"""
 import json, sys, time
 from osqsdk.loki import LokiConfig, LokiClient, format_labels
@@ -244,6 +269,8 @@ def main() -> None:
             bench_logger_path(url, result_lines(args.logger_lines, now - 3), tmp, 1, "persistent"),
             bench_logger_path(url, result_lines(args.logger_lines, now - 4), tmp, 2, "persistent"),
         ]
+        anchors = [bench_cpp_anchor(lines[:args.logger_lines // 4], tmp, r["mode"], r["threads"])
+                   for r in logger_runs]
         backlog = bench_backlog(tmp, args.backlog)
     finally:
         receiver.terminate()
@@ -262,7 +289,7 @@ def main() -> None:
         print(f"python-logging-loki lines_per_s={pll:,.0f}")
         print(f"ratio osqsdk/python-logging-loki={ratio:.1f}x  (target >= 50x: "
               f"{'met' if ratio >= 50 else 'NOT met'})")
-    for result in logger_runs:
+    for result, anchor in zip(logger_runs, anchors):
         ok = result["steady_lines_per_s"] >= 15_000 and result["p99_us"] < 2000
         print(f"logger_path mode={result['mode']} threads={result['threads']} "
               f"lines_per_s={result['steady_lines_per_s']:,.0f} "
@@ -271,6 +298,9 @@ def main() -> None:
               f"p99_ms={result['p99_us'] / 1000:.2f} max_ms={result['max_us'] / 1000:.1f} "
               f"failed={result['failed']}  (target >= 15,000 lines/s and p99 < 2 ms: "
               f"{'met' if ok else 'NOT met'})")
+        print(f"  anchor: C++ TThreadedServer answering at once, same client and mode: "
+              f"calls_per_s={anchor['lines_per_s']:,.0f} p99_ms={anchor['p99_us'] / 1000:.2f}"
+              f"  (osqsdk: {result['lines_per_s'] / anchor['lines_per_s']:.2f}x of it)")
     print(f"backlog lines={backlog['entries']:,} spool_mb={backlog['spool_mb']:.0f} "
           f"rss_mb={backlog['rss_mb']:.1f} peak_rss_mb={backlog['peak_mb']:.1f}  "
           f"(target <= 150 MB: {'met' if backlog['peak_mb'] <= 150 else 'NOT met'})")

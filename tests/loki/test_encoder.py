@@ -16,7 +16,6 @@ from osqsdk.loki._batch import RAW, prepare_batch
 from osqsdk.loki._encode import encode
 from osqsdk.loki._encoder import EncoderError, EncoderProcess
 from osqsdk.loki._labels import Entry, Mapper
-from tests.conftest import wait_until
 from tests.loki.conftest import result_line
 from tests.sdk.test_logger import BATCH, SNAPSHOT
 

@@ -254,7 +254,8 @@ def call_message(seqid: int, line: str) -> bytes:
     buf = TMemoryBuffer()
     prot = TBinaryProtocol(buf)
     prot.writeMessageBegin("call", TMessageType.CALL, seqid)
-    Extension.call_args(registry="logger", item="lines", request={"string": line.encode()}).write(prot)
+    Extension.call_args(registry="logger", item="lines",
+                        request={"string": line.encode()}).write(prot)
     prot.writeMessageEnd()
     return buf.getvalue()
 
