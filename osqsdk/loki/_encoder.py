@@ -16,6 +16,7 @@ body>`` lengths, a JSON header, then that many body bytes.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import struct
 import subprocess
@@ -52,9 +53,13 @@ class Encoded:
         self.nbytes, self.dropped, self.unreadable = nbytes, dropped, unreadable
 
 
-def _write_frame(out: BinaryIO, header: Any, body: bytes = b"") -> None:
+def _frame(header: Any, body: bytes = b"") -> bytes:
     head = orjson.dumps(header)
-    out.write(_FRAME.pack(len(head), len(body)) + head + body)
+    return _FRAME.pack(len(head), len(body)) + head + body
+
+
+def _write_frame(out: BinaryIO, header: Any, body: bytes = b"") -> None:
+    out.write(_frame(header, body))
     out.flush()
 
 
@@ -71,6 +76,26 @@ def _read_frame(stream: BinaryIO) -> tuple[Any, bytes]:
     return header, _read_exact(stream, body_len) if body_len else b""
 
 
+class _TimedReader:
+    """Reads from a pipe, each read waiting at most ``timeout`` seconds."""
+
+    def __init__(self, fd: int, timeout: float) -> None:
+        self._fd, self._timeout = fd, timeout
+
+    def read(self, size: int) -> bytes:
+        parts, left = [], size
+        while left:
+            ready, _, _ = select.select([self._fd], [], [], self._timeout)
+            if not ready:
+                raise EOFError(f"no answer within {self._timeout:.0f}s")
+            chunk = os.read(self._fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            parts.append(chunk)
+            left -= len(chunk)
+        return b"".join(parts)
+
+
 def _entry(item: Sequence[Any]) -> Entry:
     labels, ts, line, metadata = item
     return Entry(labels, ts, line, tuple(map(tuple, metadata)) if metadata else ())
@@ -79,7 +104,9 @@ def _entry(item: Sequence[Any]) -> Entry:
 class EncoderProcess:
     """The parent's handle on one encoder process (used by one thread at a time)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, timeout: float = 60.0) -> None:
+        if getattr(sys, "frozen", False):  # sys.executable is this program, not Python
+            raise EncoderError("no encoder process in a frozen program")
         env = dict(os.environ)
         # the child imports osqsdk from wherever this process did
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -89,6 +116,10 @@ class EncoderProcess:
                 stdout=subprocess.PIPE, env=env, close_fds=True)
         except OSError as exc:
             raise EncoderError(f"cannot start the encoder process: {exc}") from None
+        assert self._proc.stdout is not None
+        self._timeout = timeout
+        os.set_blocking(self._proc.stdin.fileno(), False)  # type: ignore[union-attr]
+        self._reader = _TimedReader(self._proc.stdout.fileno(), timeout)
         settings = {name: getattr(config, name) for name in _SETTINGS}
         settings["static_labels"] = dict(settings["static_labels"])
         settings["labels"] = dict(settings["labels"])
@@ -100,8 +131,18 @@ class EncoderProcess:
         return self._proc.pid
 
     def _send(self, header: Any) -> None:
+        view = memoryview(_frame(header))
         try:
-            _write_frame(self._proc.stdin, header)  # type: ignore[arg-type]
+            fd = self._proc.stdin.fileno()  # type: ignore[union-attr]
+            while view:
+                _, ready, _ = select.select([], [fd], [], self._timeout)
+                if not ready:
+                    raise EncoderError(f"the encoder process took no input for "
+                                       f"{self._timeout:.0f}s")
+                try:
+                    view = view[os.write(fd, view):]
+                except BlockingIOError:  # the pipe filled up since select()
+                    continue
         except (OSError, ValueError) as exc:  # a broken pipe, or closed already
             raise EncoderError(f"the encoder process is gone ({exc})") from None
 
@@ -115,7 +156,7 @@ class EncoderProcess:
             raise EncoderError(f"the batch cannot be sent to the encoder process ({exc})") \
                 from None
         try:
-            header, body = _read_frame(self._proc.stdout)  # type: ignore[arg-type]
+            header, body = _read_frame(self._reader)  # type: ignore[arg-type]
         except (OSError, EOFError, ValueError) as exc:
             raise EncoderError(f"no answer from the encoder process ({exc})") from None
         if "error" in header:
@@ -150,7 +191,10 @@ def main() -> int:
     """The child: read batches until end of input, answer each with its request body."""
     # Ctrl-C reaches the whole process group; the parent decides when this one stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    # Frames go out on a copy of stdout; anything else printed goes to stderr.
+    stdout = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    stdin = sys.stdin.buffer
     try:
         config = _settings(_read_frame(stdin)[0])
     except EOFError:

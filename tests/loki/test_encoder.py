@@ -70,6 +70,20 @@ def test_a_dead_encoder_process_is_an_error_not_a_hang():
     encoder.close()
 
 
+def test_a_stopped_encoder_process_is_an_error_within_its_timeout():
+    encoder = EncoderProcess(LokiConfig(url="http://l:1"), timeout=1.0)
+    os.kill(encoder.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        big = [(i, Entry(RAW, 0, "x" * 1000), 1000) for i in range(2000)]  # > a pipe's worth
+        with pytest.raises(EncoderError, match="1s"):
+            encoder.encode(big, time.time_ns())
+        assert time.monotonic() - started < 10
+    finally:
+        os.kill(encoder.pid, signal.SIGKILL)
+        encoder.close()
+
+
 def test_a_killed_encoder_process_loses_nothing(receiver, make_config, caplog):
     logger = LokiLogger(make_config(receiver.url, batch_wait=0.02))
     assert logger.config.encoder_process  # on by default in the logger plugin
