@@ -15,8 +15,9 @@ process, storing counts only, rate limits off) in one invocation:
    receiver stored the last one (which waits up to batch_wait, 1 s, for its batch to
    fill), and the per-call latency percentiles; then the
    same with connections kept open (1 and 2 client threads), the logger's own cost;
-4. anchor: the same client against a C++ TThreadedServer (osquery's own kind of server)
-   that answers every call at once, in both client modes: each mode's ceiling here;
+4. anchor: the same client, mode and threads against a C++ TThreadedServer (osquery's own
+   kind of server: the C++ manager stand-in, answering every logger call at once with
+   status 1, "no such item"): what that client mode reaches here with no work at all;
 5. memory: a LokiClient process pushing 1,000,000 lines while Loki is unreachable; its
    resident memory (VmRSS and peak VmHWM) with the whole backlog in the spool.
 
