@@ -107,7 +107,8 @@ class EncoderProcess:
     def __init__(self, config: Any, timeout: float = 60.0) -> None:
         if getattr(sys, "frozen", False):  # sys.executable is this program, not Python
             raise EncoderError("no encoder process in a frozen program")
-        env = dict(os.environ)
+        # The child needs no credentials: it gets the mapping settings and nothing else.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OSQSDK_LOKI_")}
         # the child imports osqsdk from wherever this process did
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         try:

@@ -62,6 +62,21 @@ def test_the_encoder_process_gives_the_body_encoded_here(encoding):
     assert again.entries == 3
 
 
+def test_the_encoder_process_gets_no_credentials(monkeypatch):
+    monkeypatch.setenv("OSQSDK_LOKI_PASSWORD", "hunter2")
+    monkeypatch.setenv("OSQSDK_LOKI_BEARER_TOKEN", "t0ken")
+    encoder = EncoderProcess(LokiConfig(url="http://u:hunter2@l:1"))
+    try:
+        with open(f"/proc/{encoder.pid}/environ", "rb") as f:
+            environ = f.read()
+        with open(f"/proc/{encoder.pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    finally:
+        encoder.close()
+    for secret in (b"hunter2", b"t0ken"):
+        assert secret not in environ and secret not in cmdline
+
+
 def test_a_dead_encoder_process_is_an_error_not_a_hang():
     encoder = EncoderProcess(LokiConfig(url="http://l:1"))
     os.kill(encoder.pid, signal.SIGKILL)
