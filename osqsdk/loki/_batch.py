@@ -16,6 +16,8 @@ from osqsdk.loki._metrics import DropReason
 __all__ = ["RAW", "Prepared", "entry_bytes", "map_raw", "prepare_batch"]
 
 _NS = 1_000_000_000
+# Loki's timestamps are int64 nanoseconds (about the year 2262).
+_MAX_TS = (1 << 63) - 1
 # The label string of an entry spooled as osqueryd sent it (push_result_line): never a
 # real one (an empty label set is "{}"), so it can only mean "map me when shipped".
 RAW = ""
@@ -83,6 +85,10 @@ def prepare_batch(mapper: Mapper, config: Any, batch: Sequence[tuple[int, Entry,
         if newest is not None and entry.ts_ns > newest:
             out.dropped.append(Dropped(DropReason.TOO_NEW, entry,
                                        "further in the future than max_future"))
+            continue
+        if entry.ts_ns > _MAX_TS:  # e.g. a unixTime in milliseconds, with max_future=0
+            out.dropped.append(Dropped(DropReason.TOO_NEW, entry,
+                                       "a time past what Loki can store"))
             continue
         stream = streams.get(entry.labels)
         if stream is None:

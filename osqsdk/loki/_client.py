@@ -36,7 +36,7 @@ from osqsdk._version import __version__
 from osqsdk.loki._batch import RAW, Dropped, entry_bytes, prepare_batch
 from osqsdk.loki._config import LokiConfig
 from osqsdk.loki._encode import Body, encode
-from osqsdk.loki._encoder import EncoderError, EncoderProcess
+from osqsdk.loki._encoder import EncoderBatchError, EncoderError, EncoderProcess
 from osqsdk.loki._errors import LokiConfigError
 from osqsdk.loki._labels import Entry, Mapper, format_labels, sanitize_text
 from osqsdk.loki._metrics import DropReason, LokiMetrics, MutateReason
@@ -262,14 +262,18 @@ class LokiClient:
         """Stop now: no more retries; what is not acknowledged stays in the spool."""
         self._stopping.set()
         self._aborted.set()
+        encoder = self._encoder
+        if encoder is not None:  # no more batches: a batch being encoded ends now
+            encoder.kill()
         if not self.spool._closed:
             self.spool.wake()
         for thread in (self._thread, self._sender):
             if thread.is_alive() and thread is not threading.current_thread():
                 thread.join(self.config.timeout + 5)
-        encoder, self._encoder = self._encoder, None
-        if encoder is not None and not self._thread.is_alive():
-            encoder.close()
+        if not self._thread.is_alive():  # else the batcher closes it on its way out
+            encoder, self._encoder = self._encoder, None
+            if encoder is not None:
+                encoder.close()
         self.spool.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
@@ -287,13 +291,18 @@ class LokiClient:
     # sender waits for Loki's answer to the current one; a queue of one hands them over,
     # so at most two batches are in memory and acknowledgements stay in spool order.
     def _run_batcher(self) -> None:
+        # Between batches this thread also counts the result rows the logger handed over
+        # (osquery_results_total), so that osqueryd's calls seldom wait for that.
+        count_rows = self.metrics.results.count_pending
         try:
             while not self._aborted.is_set():
                 batch = self._collect()
+                count_rows(wait=False)
                 if not batch:
                     continue
                 prepared = self._prepare(batch)
                 while not self._aborted.is_set():
+                    count_rows(wait=False)
                     try:
                         self._queue.put(prepared, timeout=0.1)
                         break
@@ -303,6 +312,10 @@ class LokiClient:
             log.exception("the Loki batcher stopped on an unexpected error; entries stay in "
                           "the spool %s", self.spool.directory)
             self._aborted.set()
+        finally:
+            encoder, self._encoder = self._encoder, None
+            if encoder is not None:
+                encoder.close()
 
     def _run_sender(self) -> None:
         try:
@@ -364,13 +377,18 @@ class LokiClient:
             int, Streams, Body | None, int]:
         config = self.config
         now_ns = time.time_ns()
-        if self._encoder is not None:
+        encoder = self._encoder
+        if encoder is not None:
             try:
-                encoded = self._encoder.encode(batch, now_ns)
+                encoded = encoder.encode(batch, now_ns)
+            except EncoderBatchError as exc:  # this batch only: encoded here
+                log.warning("%s; encoded in this process", exc)
             except EncoderError as exc:
-                log.warning("%s; encoding batches in this process from now on", exc)
-                self._encoder.close()
                 self._encoder = None
+                encoder.kill()
+                encoder.close()
+                if not self._aborted.is_set():
+                    log.warning("%s; encoding batches in this process from now on", exc)
             else:
                 self._report(encoded.dropped, encoded.unreadable)
                 body = (Body(encoded.body, encoded.headers, encoded.entries)

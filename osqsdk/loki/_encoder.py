@@ -3,14 +3,14 @@
 Python runs one thread at a time in a process. Parsing, labelling, sorting and encoding a
 batch of a thousand result lines takes the sending thread ten milliseconds or more, during
 which the thread answering osqueryd waits its turn. With ``encoder_process`` on, the
-sending thread hands each batch to this helper (``python -m osqsdk.loki._encoder``, a
-child of the logger fed through a pipe) and gets back the request body, so that the
+sending thread hands each batch to this helper (``main()`` below in an isolated ``python
+-I``, a child of the logger fed through a pipe) and gets back the request body, so that the
 logger's own process spends its time on osqueryd's calls and on the spool.
 
-The child holds nothing that is not also in the spool: when it fails or is killed, the
-batch is encoded in the parent instead (and every batch after it), and when the parent
-dies the child reads end-of-file and exits. Frames both ways are ``<u32 header><u32
-body>`` lengths, a JSON header, then that many body bytes.
+The child holds nothing that is not also in the spool: a batch it cannot encode is
+encoded in the parent; when it fails or is killed, so is that batch and every one after
+it; when the parent dies, the child reads end-of-file and exits. Frames both ways are
+``<u32 header><u32 body>`` lengths, a JSON header, then that many body bytes.
 """
 
 from __future__ import annotations
@@ -30,9 +30,12 @@ from osqsdk.loki._encode import encode
 from osqsdk.loki._labels import Entry, Mapper
 from osqsdk.loki._metrics import DropReason
 
-__all__ = ["EncoderError", "EncoderProcess", "Encoded"]
+__all__ = ["EncoderBatchError", "EncoderError", "EncoderProcess", "Encoded"]
 
 _FRAME = struct.Struct("<II")
+# How the child starts: ``python -I -c _BOOTSTRAP <sys.path entries of the parent>``.
+_BOOTSTRAP = ("import sys; sys.path[:0] = sys.argv[1:]; "
+              "from osqsdk.loki._encoder import main; sys.exit(main())")
 # What the child needs of the configuration: the mapping and the time limits.
 _SETTINGS = ("static_labels", "labels", "structured_metadata", "max_age", "max_future",
              "encoding", "compression")
@@ -40,6 +43,10 @@ _SETTINGS = ("static_labels", "labels", "structured_metadata", "max_age", "max_f
 
 class EncoderError(Exception):
     """The encoder process failed or went away."""
+
+
+class EncoderBatchError(EncoderError):
+    """The encoder process answered that it could not encode this batch (it goes on)."""
 
 
 class Encoded:
@@ -56,11 +63,6 @@ class Encoded:
 def _frame(header: Any, body: bytes = b"") -> bytes:
     head = orjson.dumps(header)
     return _FRAME.pack(len(head), len(body)) + head + body
-
-
-def _write_frame(out: BinaryIO, header: Any, body: bytes = b"") -> None:
-    out.write(_frame(header, body))
-    out.flush()
 
 
 def _read_exact(stream: BinaryIO, size: int) -> bytes:
@@ -98,34 +100,39 @@ class _TimedReader:
 
 def _entry(item: Sequence[Any]) -> Entry:
     labels, ts, line, metadata = item
-    return Entry(labels, ts, line, tuple(map(tuple, metadata)) if metadata else ())
+    # the time as text: a dropped entry's may be past what JSON numbers carry here
+    return Entry(labels, int(ts), line, tuple(map(tuple, metadata)) if metadata else ())
 
 
 class EncoderProcess:
     """The parent's handle on one encoder process (used by one thread at a time)."""
 
-    def __init__(self, config: Any, timeout: float = 60.0) -> None:
-        if getattr(sys, "frozen", False):  # sys.executable is this program, not Python
-            raise EncoderError("no encoder process in a frozen program")
-        # The child needs no credentials: it gets the mapping settings and nothing else.
+    def __init__(self, config: Any, timeout: float = 10.0) -> None:
+        if getattr(sys, "frozen", False) or not sys.executable:
+            # sys.executable is this program itself, or unknown: no Python to start
+            raise EncoderError("no Python interpreter to start the encoder process with")
+        # Isolated (-I): no PYTHON* variables, user site or working directory on the path
+        # (under osqueryd this runs as root); osqsdk comes from where this process got it.
+        # No OSQSDK_LOKI_* variables either: the child needs no credentials.
         env = {k: v for k, v in os.environ.items() if not k.startswith("OSQSDK_LOKI_")}
-        # the child imports osqsdk from wherever this process did
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        argv = [sys.executable, "-I", "-c", _BOOTSTRAP, *[p for p in sys.path if p]]
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "osqsdk.loki._encoder"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, env=env, close_fds=True)
-        except OSError as exc:
+            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          env=env, cwd="/", close_fds=True)
+        except (OSError, ValueError, TypeError) as exc:
             raise EncoderError(f"cannot start the encoder process: {exc}") from None
-        assert self._proc.stdout is not None
         self._timeout = timeout
-        os.set_blocking(self._proc.stdin.fileno(), False)  # type: ignore[union-attr]
-        self._reader = _TimedReader(self._proc.stdout.fileno(), timeout)
-        settings = {name: getattr(config, name) for name in _SETTINGS}
-        settings["static_labels"] = dict(settings["static_labels"])
-        settings["labels"] = dict(settings["labels"])
-        settings["structured_metadata"] = dict(settings["structured_metadata"])
-        self._send(settings)
+        self._reader = _TimedReader(self._proc.stdout.fileno(), timeout)  # type: ignore[union-attr]
+        try:
+            os.set_blocking(self._proc.stdin.fileno(), False)  # type: ignore[union-attr]
+            settings = {name: getattr(config, name) for name in _SETTINGS}
+            for name in ("static_labels", "labels", "structured_metadata"):
+                settings[name] = dict(settings[name])
+            self._send(settings)
+        except BaseException:
+            self.kill()
+            self.close()
+            raise
 
     @property
     def pid(self) -> int:
@@ -153,19 +160,32 @@ class EncoderProcess:
         try:
             self._send({"now_ns": now_ns, "batch": [
                 (seq, e.labels, e.ts_ns, e.line, e.metadata, size) for seq, e, size in batch]})
-        except TypeError as exc:  # orjson: text it cannot encode
-            raise EncoderError(f"the batch cannot be sent to the encoder process ({exc})") \
-                from None
+        except TypeError as exc:  # orjson: text it cannot encode; nothing was sent
+            raise EncoderBatchError(f"the batch cannot be sent to the encoder process "
+                                    f"({exc})") from None
         try:
             header, body = _read_frame(self._reader)  # type: ignore[arg-type]
         except (OSError, EOFError, ValueError) as exc:
             raise EncoderError(f"no answer from the encoder process ({exc})") from None
         if "error" in header:
-            raise EncoderError(f"the encoder process failed: {header['error']}")
-        dropped = [Dropped(DropReason(reason), _entry(entry), why)
-                   for reason, entry, why in header["dropped"]]
-        return Encoded(body if header["entries"] else None, header["headers"],
-                       header["entries"], header["nbytes"], dropped, header["unreadable"])
+            raise EncoderBatchError(f"the encoder process could not encode a batch: "
+                                    f"{header['error']}")
+        try:
+            dropped = [Dropped(DropReason(reason), _entry(entry), why)
+                       for reason, entry, why in header["dropped"]]
+            return Encoded(body if header["entries"] else None, dict(header["headers"]),
+                           int(header["entries"]), int(header["nbytes"]), dropped,
+                           [str(m) for m in header["unreadable"]])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EncoderError(f"the encoder process answered something else than a batch "
+                               f"({type(exc).__name__}: {exc})") from None
+
+    def kill(self) -> None:
+        """Stop the child now (a caller waiting for its answer gets EncoderError)."""
+        try:
+            self._proc.kill()
+        except OSError:
+            pass
 
     def close(self) -> None:
         """Let the child exit (end of its input) and reap it."""
@@ -217,16 +237,17 @@ def main() -> int:
             else:
                 data, headers, entries = b"", {}, 0
             header = {"entries": entries, "nbytes": prepared.nbytes, "headers": headers,
-                      "dropped": [(d.reason.value, tuple(d.entry), d.why)
+                      "dropped": [(d.reason.value, (d.entry.labels, str(d.entry.ts_ns),
+                                                     d.entry.line, d.entry.metadata), d.why)
                                   for d in prepared.dropped],
                       "unreadable": prepared.unreadable}
+            frame = _frame(header, data)
         except Exception as exc:  # answered, so that the parent encodes this one itself
-            header, data = {"error": f"{type(exc).__name__}: {exc}"}, b""
+            frame = _frame({"error": f"{type(exc).__name__}: {exc}"})
         try:
-            _write_frame(stdout, header, data)
+            stdout.write(frame)
+            stdout.flush()
         except OSError:  # the parent is gone
             return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())

@@ -67,12 +67,13 @@ class ResultRows:
 
     The logger hands over each line as it is (``add_line``, a deque append, so osqueryd's
     call does not wait for the counting); the rows are counted whenever the metric is read
-    (a scrape, ``LokiMetrics.value``), and by the adding thread every ``batch`` lines so
-    that memory stays bounded when nobody reads. Counted on arrival either way: the counter
-    rises while Loki is down too (alert rules read it).
+    (a scrape, ``LokiMetrics.value``), by the client's batching thread between batches, and
+    by the adding thread every ``batch`` lines, so that memory stays bounded whatever
+    happens. Counted on arrival either way: the counter rises while Loki is down too
+    (alert rules read it).
     """
 
-    def __init__(self, batch: int = 1024) -> None:
+    def __init__(self, batch: int = 4096) -> None:
         self._batch = batch
         self._lines: collections.deque[str] = collections.deque()
         self._counts: dict[tuple[str, str], int] = {}

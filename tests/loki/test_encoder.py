@@ -14,7 +14,7 @@ import pytest
 from osqsdk.loki import DropReason, LokiClient, LokiConfig, LokiLogger, format_labels
 from osqsdk.loki._batch import RAW, prepare_batch
 from osqsdk.loki._encode import encode
-from osqsdk.loki._encoder import EncoderError, EncoderProcess
+from osqsdk.loki._encoder import EncoderBatchError, EncoderError, EncoderProcess, _read_frame
 from osqsdk.loki._labels import Entry, Mapper
 from tests.loki.conftest import result_line
 from tests.sdk.test_logger import BATCH, SNAPSHOT
@@ -143,3 +143,81 @@ def test_a_refused_request_is_split_whoever_encoded_it(receiver, make_config,
         assert client.metrics.value("osqsdk_loki_dropped_entries_total",
                                     reason="rejected") == 1
     assert sorted(receiver.lines()) == sorted(good)
+
+
+def test_a_batch_the_process_cannot_encode_is_answered_and_it_goes_on():
+    encoder = EncoderProcess(LokiConfig(url="http://l:1"))
+    try:
+        now = time.time_ns()
+        encoder._send({"now_ns": now, "batch": [[1, "", now, "line", [], "not a size"]]})
+        header, body = _read_frame(encoder._reader)
+        assert "TypeError" in header["error"] and body == b""
+        assert encoder.encode(a_batch(now), now).entries > 0  # the same process, still there
+    finally:
+        encoder.close()
+
+
+def test_a_batch_the_process_cannot_encode_is_encoded_here(make_config, monkeypatch):
+    client = LokiClient(make_config("http://127.0.0.1:9", encoder_process=True))
+    try:
+        encoder = client._encoder
+
+        def refuse(batch, now_ns):
+            raise EncoderBatchError("the encoder process could not encode a batch: test")
+
+        monkeypatch.setattr(encoder, "encode", refuse)
+        now = time.time_ns()
+        last_seq, streams, body, _ = client._prepare(a_batch(now))
+        assert last_seq == a_batch(now)[-1][0] and body is not None and body.entries > 0
+        assert isinstance(streams, list)  # encoded here
+        assert client._encoder is encoder  # and the process stays in use
+    finally:
+        client.abort()
+
+
+@pytest.mark.parametrize("encoder_process", [False, True])
+def test_a_time_past_int64_is_dropped_not_a_crash(make_config, encoder_process):
+    # a unixTime in milliseconds, with the future check off: past what Loki can store
+    client = LokiClient(make_config("http://127.0.0.1:9", max_future=0,
+                                    encoder_process=encoder_process))
+    try:
+        now = time.time_ns()
+        batch = [(1, Entry(RAW, now, result_line(1, unix_time=int(time.time() * 1000))), 300),
+                 (2, Entry(RAW, now, result_line(2)), 300)]
+        _, _, body, _ = client._prepare(batch)
+        assert body.entries == 1
+        assert client.metrics.value("osqsdk_loki_dropped_entries_total", reason="too_new") == 1
+        assert (client._encoder is not None) == encoder_process
+    finally:
+        client.abort()
+
+
+def test_stopping_while_a_batch_is_being_encoded_ends_the_process(make_config, caplog):
+    client = LokiClient(make_config("http://127.0.0.1:9", encoder_process=True,
+                                    batch_wait=0.01))
+    encoder = client._encoder
+    os.kill(encoder.pid, signal.SIGSTOP)  # the batcher will wait for its answer
+    for i in range(5):
+        client.push_result_line(result_line(i))
+    time.sleep(0.3)
+    started = time.monotonic()
+    client.abort()
+    assert time.monotonic() - started < 5
+    assert encoder._proc.poll() is not None  # ended and reaped
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_the_encoder_process_imports_nothing_from_its_surroundings(tmp_path, monkeypatch):
+    # Under osqueryd the logger runs as root: a module planted in its working directory or
+    # named by PYTHONPATH must not run in the child.
+    marker = tmp_path / "ran"
+    for name in ("orjson", "sitecustomize", "usercustomize"):  # the last two run at start
+        (tmp_path / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write({name!r})\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    encoder = EncoderProcess(LokiConfig(url="http://l:1"))
+    try:
+        assert encoder.encode(a_batch(time.time_ns()), time.time_ns()).entries > 0
+    finally:
+        encoder.close()
+    assert not marker.exists(), marker.read_text()
