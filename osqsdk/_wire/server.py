@@ -136,8 +136,8 @@ def _methods(service: str, handler: object) -> dict[str, _Method]:
         else:
             arguments = ((lambda args, f=fields[0]: (getattr(args, f),)) if fields
                          else (lambda args: ()))
-        table[name] = _Method(args, [args, args.thrift_spec], getattr(module, f"{name}_result"),
-                              fields,
+        table[name] = _Method(args, [args, args.thrift_spec],
+                              getattr(module, f"{name}_result"), fields,
                               getattr(handler, name), arguments)
     return table
 

@@ -4,7 +4,9 @@ One worker thread owns the sending side: it reads the spool oldest first, fills 
 to ``batch_bytes`` or for at most ``batch_wait`` seconds after its first entry (promtail's
 rule, loki.md §4.1), sorts each stream's entries by time, pushes, and acknowledges the
 batch in the spool once Loki has answered 2xx or the entries were deliberately dropped.
-Callers only append to the spool, so a slow or absent Loki never holds them up.
+Callers only append to the spool, so a slow or absent Loki never holds them up. With
+``encoder_process`` on (the logger plugin's default), labelling and encoding a batch happen
+in a child process (``_encoder``), so that the callers' process keeps its time for them.
 
 Retry policy (loki.md §2.6, §4.1): 429, 5xx and transport errors are retried with
 exponential backoff and jitter from ``min_backoff`` to ``max_backoff``, honouring
