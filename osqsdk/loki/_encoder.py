@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, Sequence
 import orjson
 
 from osqsdk.loki._batch import Dropped, prepare_batch
+from osqsdk.loki._config import LokiConfig
 from osqsdk.loki._encode import encode
 from osqsdk.loki._labels import Entry, Mapper
 from osqsdk.loki._metrics import DropReason
@@ -100,7 +101,7 @@ class _TimedReader:
 
 def _entry(item: Sequence[Any]) -> Entry:
     labels, ts, line, metadata = item
-    # the time as text: a dropped entry's may be past what JSON numbers carry here
+    # int(): a dropped entry's time comes as text (it may be past what JSON numbers carry)
     return Entry(labels, int(ts), line, tuple(map(tuple, metadata)) if metadata else ())
 
 
@@ -202,12 +203,6 @@ class EncoderProcess:
             self._proc.stdout.close()
 
 
-def _settings(header: dict[str, Any]) -> Any:
-    from osqsdk.loki._config import LokiConfig
-
-    return LokiConfig(url="http://encoder.invalid", **header)
-
-
 def main() -> int:
     """The child: read batches until end of input, answer each with its request body."""
     # Ctrl-C reaches the whole process group; the parent decides when this one stops.
@@ -217,7 +212,7 @@ def main() -> int:
     os.dup2(2, 1)
     stdin = sys.stdin.buffer
     try:
-        config = _settings(_read_frame(stdin)[0])
+        config = LokiConfig(url="http://encoder.invalid", **_read_frame(stdin)[0])
     except EOFError:
         return 0
     mapper = Mapper(config)
@@ -227,9 +222,8 @@ def main() -> int:
         except EOFError:
             return 0
         try:
-            batch = [(seq, Entry(labels, ts, line,
-                                 tuple(map(tuple, metadata)) if metadata else ()), size)
-                     for seq, labels, ts, line, metadata, size in request["batch"]]
+            batch = [(seq, _entry(entry), size)
+                     for seq, *entry, size in request["batch"]]
             prepared = prepare_batch(mapper, config, batch, request["now_ns"])
             if prepared.items:
                 body = encode(prepared.items, config.encoding, config.compression)
