@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -13,10 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     env_dir = tmp_path_factory.mktemp("venv")
-    # System site-packages supply the dependencies (no network needed); osqsdk itself is
+    # The dependencies come from the environment running the tests (no network needed),
+    # appended to the new venv's path after its own site-packages; osqsdk itself is
     # installed into the venv from a wheel built from the source tree.
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    venv.create(env_dir, system_site_packages=False, with_pip=True)
     python = env_dir / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                           "['purelib'])"], capture_output=True, text=True, check=True)
+    deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(site.stdout.strip()) / "_test_deps.pth").write_text("\n".join(sorted(deps)) + "\n")
     result = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
                              "--no-build-isolation", str(ROOT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -254,7 +254,10 @@ class Tailer:
                                                 "status log")
         match = _GLOG.match(text)
         if match:
-            return self.mapper.status(_glog_status(match, self.host, now))
+            try:
+                return self.mapper.status(_glog_status(match, self.host, now))
+            except ValueError as exc:  # a date that does not exist, e.g. I1332
+                return self._unparsed(text, offset, f"glog status line: {exc}")
         return self._unparsed(text, offset, "neither JSON nor a glog status line")
 
     def _unparsed(self, text: str, offset: int, cause: str) -> Entry:

@@ -10,5 +10,6 @@
 
 from osqsdk.runner._engine import Engine, QueryResult
 from osqsdk.runner._fixtures import FixtureError, Fixtures
+from osqsdk.runner._scheduler import Scheduler
 
-__all__ = ["Engine", "FixtureError", "Fixtures", "QueryResult"]
+__all__ = ["Engine", "FixtureError", "Fixtures", "QueryResult", "Scheduler"]

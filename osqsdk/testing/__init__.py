@@ -3,13 +3,15 @@
 - ``ManagerDouble``: the manager side of osqueryd's extension socket, with osqueryd's
   registration rules and messages, health checks, routing and shutdown.
 - ``launch_extension``: start an extension file the way osqueryd does (its permission
-  checks, its argv, its environment).
+  checks, its argv, its environment); ``ManagerDouble.wait_for`` reports a child that dies
+  before registering (``ExtensionExited``) with its exit code and last stderr lines.
 - ``LokiReceiver``: a Loki push endpoint with the distributor's validation rules and
   fault injection (outage, slow answers, scripted statuses, connection resets).
 """
 
-from osqsdk.testing._manager import ManagerDouble, RegisteredExtension
-from osqsdk.testing._launch import launch_extension
+from osqsdk.testing._launch import ExtensionProcess, launch_extension
 from osqsdk.testing._loki import LokiReceiver
+from osqsdk.testing._manager import ExtensionExited, ManagerDouble, RegisteredExtension
 
-__all__ = ["LokiReceiver", "ManagerDouble", "RegisteredExtension", "launch_extension"]
+__all__ = ["ExtensionExited", "ExtensionProcess", "LokiReceiver", "ManagerDouble",
+           "RegisteredExtension", "launch_extension"]

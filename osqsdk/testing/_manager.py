@@ -32,6 +32,7 @@ from osqsdk._wire._gen.ttypes import (
 from osqsdk._wire.client import Client
 from osqsdk._wire.server import ThriftServer
 from osqsdk.errors import ExtensionError
+from osqsdk.testing._launch import ExtensionProcess, launched_at
 
 __all__ = ["ManagerDouble", "RegisteredExtension"]
 
@@ -92,6 +93,16 @@ class RegisteredExtension:
     socket_path: str
     registered_at: float = field(default_factory=time.monotonic)
     checked: bool = False
+
+
+class ExtensionExited(RuntimeError):
+    """Every extension launched for a manager exited before the awaited name registered."""
+
+    def __init__(self, name: str, processes: list[ExtensionProcess]) -> None:
+        self.name = name
+        self.processes = processes
+        super().__init__(f"extension {name!r} will not register: "
+                         + "; ".join(p.describe_exit() for p in processes))
 
 
 class ManagerDouble:
@@ -189,16 +200,26 @@ class ManagerDouble:
 
     # -- helpers for tests -------------------------------------------------------------
     def wait_for(self, name: str, timeout: float = 10.0) -> RegisteredExtension:
-        """Block until an extension called ``name`` is registered and serving."""
+        """Block until an extension called ``name`` is registered and serving.
+
+        Raises ``ExtensionExited`` as soon as every extension process launched for this
+        manager (``launch_extension``) has exited without ``name`` registering, naming
+        each one's exit code and last stderr lines; ``TimeoutError`` after ``timeout``.
+        """
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
                 for ext in self.extensions_by_uuid.values():
                     if ext.name == name and transport.socket_alive(ext.socket_path):
                         return ext
+                children = launched_at(self.socket_path)
+                if children and all(child.poll() is not None for child in children):
+                    raise ExtensionExited(name, children)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"extension {name!r} did not register within {timeout}s")
+                    dead = [c.describe_exit() for c in children if c.returncode is not None]
+                    raise TimeoutError(f"extension {name!r} did not register within {timeout}s"
+                                       + "".join(f"; {d}" for d in dead))
                 self._changed.wait(min(remaining, 0.05))
 
     def wait_gone(self, name: str, timeout: float = 10.0) -> None:

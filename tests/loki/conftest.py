@@ -26,6 +26,15 @@ def result_line(i: int, *, name: str = "pack_ir_last", host: str = "web-1",
         "columns": dict(sorted(row.items())), "action": action}, separators=(",", ":"))
 
 
+def stamped_now(line: str) -> str:
+    """``line`` (a result line of any format) with its times set to now."""
+    record = json.loads(line)
+    now = int(time.time())
+    record["unixTime"] = now
+    record["calendarTime"] = time.strftime("%a %b %d %H:%M:%S %Y UTC", time.gmtime(now))
+    return json.dumps(record, separators=(",", ":"))
+
+
 def status_batch(*messages: str, severity: int = 0, host: str = "web-1") -> str:
     now = int(time.time())
     return json.dumps([{"s": severity, "f": "scheduler.cpp", "i": 85 + n, "m": m, "h": host,

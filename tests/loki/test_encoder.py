@@ -16,7 +16,7 @@ from osqsdk.loki._batch import RAW, prepare_batch
 from osqsdk.loki._encode import encode
 from osqsdk.loki._encoder import EncoderBatchError, EncoderError, EncoderProcess, _read_frame
 from osqsdk.loki._labels import Entry, Mapper
-from tests.loki.conftest import result_line
+from tests.loki.conftest import result_line, stamped_now
 from tests.sdk.test_logger import BATCH, SNAPSHOT
 
 NS = 1_000_000_000
@@ -25,7 +25,7 @@ NS = 1_000_000_000
 def a_batch(now_ns: int) -> list[tuple[int, Entry, int]]:
     labels = format_labels({"job": "osquery", "log_type": "status"})
     entries = [Entry(RAW, now_ns, result_line(i, dc="eu")) for i in range(50)]
-    entries += [Entry(RAW, now_ns, BATCH), Entry(RAW, now_ns, SNAPSHOT),
+    entries += [Entry(RAW, now_ns, stamped_now(BATCH)), Entry(RAW, now_ns, stamped_now(SNAPSHOT)),
                 Entry(RAW, now_ns, "not osquery's"), Entry(RAW, now_ns, "[1, 2]"),
                 Entry(RAW, now_ns, result_line(7, unix_time=0)),          # time: accepted
                 Entry(RAW, now_ns, result_line(8, unix_time=1)),          # too old

@@ -16,7 +16,7 @@ from osqsdk.loki import DropReason, LokiLogger
 from osqsdk.loki._metrics import ResultRows
 from osqsdk.testing import LokiReceiver
 from tests.conftest import peer_missing
-from tests.loki.conftest import result_line, status_batch
+from tests.loki.conftest import result_line, stamped_now, status_batch
 from tests.sdk.test_logger import BATCH, SNAPSHOT
 
 
@@ -28,8 +28,9 @@ def test_answers_and_row_counters(receiver, make_config):
             assert logger.call({"string": result_line(i), "category": "event"}).code == 0
         assert logger.call({"string": result_line(9, action="removed"),
                             "category": "event"}).code == 0
-        assert logger.call({"string": BATCH, "category": "event"}).code == 0
-        assert logger.call({"snapshot": SNAPSHOT}).code == 0
+        # Loki refuses entries older than its max_age (7 days): the samples are sent as new
+        assert logger.call({"string": stamped_now(BATCH), "category": "event"}).code == 0
+        assert logger.call({"snapshot": stamped_now(SNAPSHOT)}).code == 0
         assert logger.call({"string_batch": json.dumps([result_line(4), "junk"])}).code == 0
         assert logger.call({"status": "true", "log": status_batch("a", "b")}).code == 0
         assert logger.client.flush(10)

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
 import sys
 import time
 
+from osqsdk import Severity
 from osqsdk.cli import main
+from osqsdk.loki._tail import _GLOG, _glog_status
 from tests.conftest import wait_until
 from tests.loki.conftest import result_line
 
-GLOG = "I1124 07:30:19.437271  2849 scheduler.cpp:105] Executing scheduled query pack_ir_last"
+
+def glog_line(when: float) -> str:
+    """A glog status line as osqueryd writes it: local time, no year."""
+    stamp = time.strftime("%m%d %H:%M:%S", time.localtime(when))
+    return f"I{stamp}.437271  2849 scheduler.cpp:105] Executing scheduled query pack_ir_last"
 
 
 def tail(path, receiver, spool, *extra) -> int:
@@ -66,9 +73,10 @@ def test_truncation_is_read_from_the_start(tmp_path, receiver):
 
 def test_status_lines_glog_and_json_and_problems_named_by_line(tmp_path, receiver, caplog):
     log = tmp_path / "osqueryd.INFO"
-    write(log, [GLOG, '{"hostIdentifier":"h","calendarTime":"c","unixTime":%d,"severity":1,'
-                      '"filename":"f.cpp","line":3,"message":"warned"}' % int(time.time()),
-                "not osquery at all", '{"name": 5}'])
+    write(log, [glog_line(time.time() - 60),
+                '{"hostIdentifier":"h","calendarTime":"c","unixTime":%d,"severity":1,'
+                '"filename":"f.cpp","line":3,"message":"warned"}' % int(time.time()),
+                "not osquery at all", '{"name": 5}', "I1332 10:00:00.0  1 a.cpp:1] no such day"])
     assert tail(log, receiver, tmp_path / "spool", "--host", "box-1") == 0
     streams = receiver.streams()
     assert {labels for labels in streams} == {
@@ -78,6 +86,7 @@ def test_status_lines_glog_and_json_and_problems_named_by_line(tmp_path, receive
     messages = [r.getMessage() for r in caplog.records]
     assert any(f"{log}:3: neither JSON nor a glog status line" in m for m in messages)
     assert any(f"{log}:4: result line has no query 'name'" in m for m in messages)
+    assert any(f"{log}:5: glog status line: month must be in 1..12" in m for m in messages)
 
 
 def test_kill_9_while_loki_is_down_then_restart_delivers_each_line_once(tmp_path, receiver):
@@ -111,3 +120,19 @@ def test_a_configuration_error_exits_2_with_the_cause(tmp_path, capsys):
     code = main(["loki", "tail", str(log), "--url", "ftp://x", "--once"])
     assert code == 2
     assert "url: must be an http:// or https:// URL" in capsys.readouterr().err
+
+
+def test_a_glog_line_gets_the_year_it_was_written_in():
+    # glog writes no year: a December line read in January is last year's
+    line = "W1231 23:59:58.5  2849 config.cpp:12] late"
+    match = _GLOG.match(line)
+    assert match is not None
+    new_year = datetime.datetime(2031, 1, 1, 0, 0, 5)
+    status = _glog_status(match, "box-1", new_year)
+    written = datetime.datetime(2030, 12, 31, 23, 59, 58).astimezone()
+    assert status.unix_time == int(written.timestamp())
+    assert status.calendar_time.endswith("UTC") and status.severity == Severity.WARNING
+    match = _GLOG.match("I0102 10:00:00.0  1 a.cpp:1] m")
+    assert match is not None
+    same_year = _glog_status(match, "b", new_year)
+    assert same_year.unix_time == int(datetime.datetime(2031, 1, 2, 10).astimezone().timestamp())

@@ -6,13 +6,14 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from osqsdk import ExitCode, PluginDefinitionError
 from osqsdk._autoload import autoload_entries, launch_argv, launch_problems
-from osqsdk.testing import launch_extension
+from osqsdk.testing import ExtensionExited, launch_extension
 
 ROOT = Path(__file__).resolve().parents[2]
 BASIC = Path(__file__).parent / "files" / "basic_ext.py"
@@ -120,3 +121,31 @@ def test_extension_check_command(extdir, tmp_path):
     assert result.returncode == 1
     assert f"{good}: ok" in result.stdout
     assert f"{bad}: not executable by its owner" in result.stdout
+
+
+def test_a_relative_path_is_the_file_in_the_current_directory(extdir, manager, monkeypatch):
+    install(extdir, "relative.ext")
+    monkeypatch.chdir(extdir)
+    # not a PATH lookup: a bare name is the file here, as osqueryd executes what it is given
+    proc = launch_extension("relative.ext", manager.socket_path, interval=0.3,
+                            env={**os.environ, "EXT_NAME": "relative"})
+    assert proc.args[-7] == str(extdir / "relative.ext")
+    manager.wait_for("relative")
+    manager.stop()
+    assert proc.wait(15) == ExitCode.OK
+
+
+def test_a_child_that_dies_before_registering_is_reported_at_once(extdir, manager):
+    path = extdir / "dies.ext"
+    path.write_text(f"#!{sys.executable}\nimport sys\n"
+                    "print('cannot open /etc/acme.conf', file=sys.stderr)\nsys.exit(3)\n")
+    path.chmod(0o750)
+    launch_extension(path, manager.socket_path)
+    started = time.monotonic()
+    with pytest.raises(ExtensionExited) as raised:
+        manager.wait_for("acme", timeout=30)
+    assert time.monotonic() - started < 10  # not the full timeout
+    message = str(raised.value)
+    assert f"{path} exited with code 3" in message
+    assert "cannot open /etc/acme.conf" in message
+    assert raised.value.processes[0].returncode == 3
