@@ -19,7 +19,7 @@ import os
 import sys
 
 import osqsdk
-from osqsdk._flags import parse_flags
+from osqsdk.extension._flags import parse_flags
 from osqsdk.loki import LokiConfigError, LokiLogger, SpoolError, load_config
 
 DEFAULT_CONFIG = "/etc/osquery/osqsdk-loki.toml"

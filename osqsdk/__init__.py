@@ -25,51 +25,59 @@ from osqsdk._version import __version__
 # Names are imported on first use (PEP 562), so that ``import osqsdk.lint`` does not load
 # Thrift and ``import osqsdk`` stays cheap.
 _EXPORTS = {
-    "Column": "osqsdk._columns",
-    "ColumnOptions": "osqsdk._columns",
-    "ColumnType": "osqsdk._columns",
-    "ConfigPlugin": "osqsdk._config",
-    "ConfigProblem": "osqsdk._config",
-    "DirectoryConfig": "osqsdk._config",
-    "DistributedPlugin": "osqsdk._distributed",
-    "DistributedQueries": "osqsdk._distributed",
-    "DistributedResult": "osqsdk._distributed",
-    "LoggerFailure": "osqsdk._logger",
-    "LoggerPlugin": "osqsdk._logger",
-    "QueryStats": "osqsdk._distributed",
-    "ResultFormat": "osqsdk._records",
-    "ResultLog": "osqsdk._records",
-    "Severity": "osqsdk._records",
-    "StatusLog": "osqsdk._records",
-    "Constraint": "osqsdk._context",
+    "Column": "osqsdk._osquery.columns",
+    "ColumnOptions": "osqsdk._osquery.columns",
+    "ColumnType": "osqsdk._osquery.columns",
+    "ConfigPlugin": "osqsdk.extension._config",
+    "ConfigProblem": "osqsdk._osquery.config",
+    "DirectoryConfig": "osqsdk.extension._config",
+    "DistributedPlugin": "osqsdk.extension._distributed",
+    "DistributedQueries": "osqsdk.extension._distributed",
+    "DistributedResult": "osqsdk.extension._distributed",
+    "LoggerFailure": "osqsdk.extension._logger",
+    "LoggerPlugin": "osqsdk.extension._logger",
+    "QueryStats": "osqsdk.extension._distributed",
+    "ResultFormat": "osqsdk._osquery.records",
+    "ResultLog": "osqsdk._osquery.records",
+    "Severity": "osqsdk._osquery.records",
+    "StatusLog": "osqsdk._osquery.records",
+    "Constraint": "osqsdk.extension._context",
     "ConstraintViolation": "osqsdk.errors",
-    "EventTable": "osqsdk._events",
-    "ExitCode": "osqsdk._server",
-    "ExtensionClient": "osqsdk._client",
+    "EventTable": "osqsdk.extension._events",
+    "ExitCode": "osqsdk.extension._server",
+    "ExtensionClient": "osqsdk.extension._client",
     "ExtensionConnectionError": "osqsdk.errors",
     "ExtensionError": "osqsdk.errors",
-    "ExtensionServer": "osqsdk._server",
+    "ExtensionServer": "osqsdk.extension._server",
     "ExtensionTimeout": "osqsdk.errors",
-    "OSQUERY_SDK_VERSION": "osqsdk._server",
-    "Operator": "osqsdk._context",
+    "OSQUERY_SDK_VERSION": "osqsdk.extension._server",
+    "Operator": "osqsdk.extension._context",
     "OsqsdkError": "osqsdk.errors",
-    "Plugin": "osqsdk._plugin",
+    "Plugin": "osqsdk.extension._plugin",
     "PluginDefinitionError": "osqsdk.errors",
     "ProtocolError": "osqsdk.errors",
-    "QueryContext": "osqsdk._context",
+    "QueryContext": "osqsdk.extension._context",
     "QueryError": "osqsdk.errors",
     "ReadOnlyTable": "osqsdk.errors",
     "RegistrationError": "osqsdk.errors",
-    "Response": "osqsdk._plugin",
-    "TablePlugin": "osqsdk._table",
+    "Response": "osqsdk.extension._plugin",
+    "TablePlugin": "osqsdk.extension._table",
     "TableWriteError": "osqsdk.errors",
     "ValueCoercionError": "osqsdk.errors",
-    "coerce_value": "osqsdk._table",
-    "run": "osqsdk._server",
-    "table": "osqsdk._table",
+    "coerce_value": "osqsdk.extension._table",
+    "run": "osqsdk.extension._server",
+    "table": "osqsdk.extension._table",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = ["Column", "ColumnOptions", "ColumnType", "ConfigPlugin", "ConfigProblem",
+    "Constraint", "ConstraintViolation", "DirectoryConfig", "DistributedPlugin",
+    "DistributedQueries", "DistributedResult", "EventTable", "ExitCode", "ExtensionClient",
+    "ExtensionConnectionError", "ExtensionError", "ExtensionServer", "ExtensionTimeout",
+    "LoggerFailure", "LoggerPlugin", "OSQUERY_SDK_VERSION", "Operator", "OsqsdkError", "Plugin",
+    "PluginDefinitionError", "ProtocolError", "QueryContext", "QueryError", "QueryStats",
+    "ReadOnlyTable", "RegistrationError", "Response", "ResultFormat", "ResultLog", "Severity",
+    "StatusLog", "TablePlugin", "TableWriteError", "ValueCoercionError", "__version__",
+    "coerce_value", "run", "table"]
 
 
 def __getattr__(name: str) -> Any:
@@ -86,22 +94,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from osqsdk._client import ExtensionClient
-    from osqsdk._columns import Column, ColumnOptions, ColumnType
-    from osqsdk._config import ConfigPlugin, ConfigProblem, DirectoryConfig
-    from osqsdk._events import EventTable
-    from osqsdk._distributed import (
-        DistributedPlugin,
-        DistributedQueries,
-        DistributedResult,
-        QueryStats,
-    )
-    from osqsdk._logger import LoggerFailure, LoggerPlugin
-    from osqsdk._records import ResultFormat, ResultLog, Severity, StatusLog
-    from osqsdk._context import Constraint, Operator, QueryContext
-    from osqsdk._plugin import Plugin, Response
-    from osqsdk._server import OSQUERY_SDK_VERSION, ExitCode, ExtensionServer, run
-    from osqsdk._table import TablePlugin, coerce_value, table
+    from osqsdk._osquery.columns import Column, ColumnOptions, ColumnType
+    from osqsdk._osquery.config import ConfigProblem
+    from osqsdk._osquery.records import ResultFormat, ResultLog, Severity, StatusLog
     from osqsdk.errors import (
         ConstraintViolation,
         ExtensionConnectionError,
@@ -116,3 +111,17 @@ if TYPE_CHECKING:  # pragma: no cover
         TableWriteError,
         ValueCoercionError,
     )
+    from osqsdk.extension._client import ExtensionClient
+    from osqsdk.extension._config import ConfigPlugin, DirectoryConfig
+    from osqsdk.extension._context import Constraint, Operator, QueryContext
+    from osqsdk.extension._distributed import (
+        DistributedPlugin,
+        DistributedQueries,
+        DistributedResult,
+        QueryStats,
+    )
+    from osqsdk.extension._events import EventTable
+    from osqsdk.extension._logger import LoggerFailure, LoggerPlugin
+    from osqsdk.extension._plugin import Plugin, Response
+    from osqsdk.extension._server import OSQUERY_SDK_VERSION, ExitCode, ExtensionServer, run
+    from osqsdk.extension._table import TablePlugin, coerce_value, table

@@ -22,7 +22,7 @@ __all__ = ["main"]
 
 # name -> (module:attribute, one-line help shown by `osqsdk --help`)
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "extension": ("osqsdk._cli_extension:extension", "Serve or describe extension plugins."),
+    "extension": ("osqsdk.extension._cli:extension", "Serve or describe extension plugins."),
     "lint": ("osqsdk.lint._cli:lint", "Lint osquery packs, configs and queries."),
     "rule": ("osqsdk.lint._cli:rule", "Print the documentation of a lint rule."),
     "rules": ("osqsdk.lint._cli:rules", "List the lint rules."),

@@ -21,6 +21,8 @@ def test_every_exported_name_resolves_and_type_checkers_see_the_same_names():
     seen = {alias.asname or alias.name for node in guarded.body
             if isinstance(node, ast.ImportFrom) for alias in node.names}
     assert seen | {"__version__"} == set(osqsdk.__all__)
+    # and the lazy table that resolves them at run time holds the same names
+    assert set(osqsdk._EXPORTS) | {"__version__"} == set(osqsdk.__all__)
 
 
 def test_nothing_public_is_left_out_of_all():

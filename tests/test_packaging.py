@@ -1,7 +1,6 @@
 """A non-editable `pip install .` into a fresh venv works from any directory."""
 
 import subprocess
-import sys
 import sysconfig
 import venv
 from pathlib import Path
@@ -31,7 +30,7 @@ def installed(tmp_path_factory):
 
 def test_installed_package_is_the_wheel_not_the_checkout(installed):
     python = installed / "bin" / "python"
-    out = subprocess.run([str(python), "-c", "import osqsdk, osqsdk._server; print(osqsdk.__file__)"],
+    out = subprocess.run([str(python), "-c", "import osqsdk, osqsdk.extension._server; print(osqsdk.__file__)"],
                          capture_output=True, text=True, cwd="/", check=True).stdout.strip()
     assert out.startswith(str(installed)), out
 
@@ -48,8 +47,8 @@ def test_console_script_and_module_entry_points(installed):
 
 def test_wheel_carries_the_thrift_bindings_and_schema_data(installed):
     site = next(installed.glob("lib/python*/site-packages"))
-    assert (site / "osqsdk" / "_wire" / "_gen" / "Extension.py").exists()
-    assert (site / "osqsdk" / "_wire" / "osquery.thrift").exists()
+    assert (site / "osqsdk" / "extension" / "_wire" / "_gen" / "Extension.py").exists()
+    assert (site / "osqsdk" / "extension" / "_wire" / "osquery.thrift").exists()
     shipped = {p.name for p in (site / "osqsdk" / "_data" / "schema").iterdir()}
     source = {p.name for p in (ROOT / "schema").iterdir()}
     assert shipped == source

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from osqsdk._config import osquery_bool
+from osqsdk._osquery.config import osquery_bool, parse_interval, strip_config
 from osqsdk.lint._model import CONFIG_KEYS, DEFAULT_INTERVAL, Document, QueryRecord
 from osqsdk.lint._rule import DocAnchor, FileAnchor, Report
 from osqsdk.lint._text import (
@@ -27,12 +27,11 @@ from osqsdk.lint._text import (
     parse_json,
     parse_yaml,
     read_source,
-    strip_config,
 )
 from osqsdk.lint.rules import inputs as R
 from osqsdk.lint.rules.pack import MissingPackFile, PackPathOutsideInputs
 
-__all__ = ["HARD_SIZE_LIMIT", "LintInputError", "Loader", "parse_interval"]
+__all__ = ["HARD_SIZE_LIMIT", "LintInputError", "Loader"]
 
 #: Files larger than this are not read at all (osquery's own limit is 1-4 MiB).
 HARD_SIZE_LIMIT = 8 * 1024 * 1024
@@ -45,19 +44,6 @@ _HEADER = re.compile(r"^\s*--\s*([a-z_-]+)\s*:\s*(.*?)\s*$", re.IGNORECASE)
 
 class LintInputError(Exception):
     """A path given on the command line cannot be linted (exit code 2)."""
-
-
-def parse_interval(value: Any) -> int | None:
-    """osquery's reading of an interval: an integer or a string of digits; None otherwise."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    return None
 
 
 def _sql_list(value: Any) -> Iterator[tuple[int, str]]:

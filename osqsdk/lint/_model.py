@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from osqsdk._osquery.config import StrippedText
     from osqsdk.lint._settings import Settings
     from osqsdk.lint._sql import Analysis, Parsed
-    from osqsdk.lint._text import Positions, SourceText, StrippedText
+    from osqsdk.lint._text import Positions, SourceText
     from osqsdk.schema import Schema
 
 __all__ = ["CONFIG_KEYS", "DEFAULT_INTERVAL", "Document", "LintRun", "QueryRecord", "QueryUnit"]

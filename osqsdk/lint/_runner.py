@@ -197,7 +197,7 @@ def _fleet_pack_records(documents: list[Document]) -> None:
             for rec in doc.queries:
                 if rec.kind == "fleet_query" and rec.name:
                     defined.setdefault(rec.name, (doc, rec))
-    from osqsdk.lint._inputs import parse_interval
+    from osqsdk._osquery.config import parse_interval
 
     for doc in documents:
         for pname, pack in doc.packs.items():

@@ -2,8 +2,8 @@
 
 * :func:`read_source` reads bytes within a size cap and decodes UTF-8, naming the first bad
   byte's line and column when it cannot.
-* :func:`strip_config` applies osquery's config pre-processing (drop backslash-newline,
-  drop whole-line ``#`` and ``//`` comments, trim lines) and keeps a map back to the file.
+* osquery's config pre-processing (comment stripping with a map back to the file) is
+  ``osqsdk._osquery.config.strip_config``, shared with the extension SDK and the runner.
 * :func:`parse_json` checks nesting depth (osquery allows 32 levels) and duplicate keys with a
   small tokenizer, then decodes with :mod:`json`, recording where every value sits.
 * :func:`parse_yaml` composes YAML with the safe loader (no tags that build objects, aliases
@@ -18,8 +18,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from osqsdk._osquery.config import C_SPACE as _SPACE
+
 __all__ = ["JsonError", "Positions", "SourceText", "align", "parse_json", "parse_yaml",
-           "read_source", "strip_config"]
+           "read_source"]
 
 #: osquery's kMaxConfigDepth.
 MAX_JSON_DEPTH = 32
@@ -90,77 +92,6 @@ def _byte_position(data: bytes, pos: int) -> tuple[int, int]:
     last = data.rfind(b"\n", 0, pos)
     prefix = data[last + 1:pos]
     return line, len(prefix.decode("utf-8", "replace")) + 1
-
-
-# --- osquery's comment stripping ----------------------------------------------------------
-
-_SPACE = " \t\n\r\v\f"
-
-
-@dataclass
-class StrippedText:
-    """Text after osquery's pre-processing, mapping its offsets back to the original file."""
-
-    text: str
-    _starts: list[int]
-    _origins: list[int]
-    _joins: list[int]
-    comment_lines: list[tuple[int, str]]
-
-    def original(self, offset: int) -> int:
-        """Original-file character offset of stripped-text ``offset``."""
-        i = bisect.bisect_right(self._starts, offset) - 1
-        if i < 0:
-            return 0
-        return _orig_offset(self._origins[i] + offset - self._starts[i], self._joins)
-
-
-def strip_config(text: str) -> StrippedText:
-    """Apply osquery's ``stripConfigComments`` to ``text`` and keep the way back.
-
-    osquery removes every backslash-newline pair, splits lines, trims each, drops lines whose
-    trimmed text starts with ``#`` or ``//``, and joins the rest with newlines.
-    """
-    joins: list[int] = []
-    if "\\\n" in text:
-        pieces = text.split("\\\n")
-        pos = 0
-        for piece in pieces[:-1]:
-            pos += len(piece)
-            joins.append(pos + 2 * len(joins))
-        joined = "".join(pieces)
-    else:
-        joined = text
-    out: list[str] = []
-    starts: list[int] = []
-    origins: list[int] = []
-    comments: list[tuple[int, str]] = []
-    length = 0
-    a = 0
-    for raw in joined.split("\n"):
-        lead = len(raw) - len(raw.lstrip(_SPACE))
-        line = raw.strip(_SPACE)
-        if line.startswith(("#", "//")):
-            comments.append((_orig_offset(a + lead, joins), line))
-        else:
-            starts.append(length)
-            origins.append(a + lead)
-            out.append(line)
-            length += len(line) + 1
-        a += len(raw) + 1
-    return StrippedText("\n".join(out), starts, origins, joins, comments)
-
-
-def _orig_offset(pos: int, joins: list[int]) -> int:
-    """``pos`` in the joined text as an offset in the original: each removed backslash-newline
-    before it shifts it by two characters."""
-    shift = 0
-    for j in joins:
-        if j <= pos + shift:
-            shift += 2
-        else:
-            break
-    return pos + shift
 
 
 # --- JSON with positions ------------------------------------------------------------------

@@ -15,7 +15,7 @@ import re
 import time
 from typing import Any, Mapping, NamedTuple
 
-from osqsdk._records import (
+from osqsdk._osquery.records import (
     _KNOWN_KEYS,
     ResultFormat,
     ResultLog,

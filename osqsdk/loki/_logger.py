@@ -25,9 +25,9 @@ import json
 import logging
 from typing import Any, Mapping, Sequence
 
-from osqsdk._logger import LoggerPlugin
-from osqsdk._plugin import Response
-from osqsdk._records import ResultLog, StatusLog, parse_result
+from osqsdk._osquery.records import ResultLog, StatusLog, parse_result
+from osqsdk.extension._logger import LoggerPlugin
+from osqsdk.extension._plugin import Response
 from osqsdk.loki._client import LokiClient
 from osqsdk.loki._config import LokiConfig
 from osqsdk.loki._labels import Entry

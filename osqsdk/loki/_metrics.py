@@ -19,7 +19,7 @@ from typing import Any, Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 
-from osqsdk._records import row_counts
+from osqsdk._osquery.records import row_counts
 
 __all__ = ["DropReason", "LokiMetrics"]
 

@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from osqsdk._records import Severity, StatusLog, result_from_json
+from osqsdk._osquery.records import Severity, StatusLog, result_from_json
 from osqsdk.loki._client import LokiClient
 from osqsdk.loki._labels import Entry, Mapper
 

@@ -125,7 +125,7 @@ def run(config: str, fixtures: str | None, ticks: int, tick_seconds: int | None,
     """Run CONFIG's schedule and packs over simulated ticks, printing osqueryd's result
     lines (one JSON line per ``string``/``snapshot`` request) and forwarding them to the
     chosen logger plugins. Exit code 1 if a query fails or a logger fails a line."""
-    from osqsdk._config import ConfigProblem
+    from osqsdk._osquery.config import ConfigProblem
     from osqsdk.errors import PluginDefinitionError
     from osqsdk.runner._scheduler import Scheduler, SchedulerStopped, load_config
 
@@ -138,7 +138,7 @@ def run(config: str, fixtures: str | None, ticks: int, tick_seconds: int | None,
     procs: list[Any] = []
     try:
         if launches:
-            from osqsdk.testing import launch_extension
+            from osqsdk.extension._launch import launch_extension
 
             manager = engine.serve(extensions_socket, health_interval=1.0)
             for path in launches:
@@ -147,7 +147,7 @@ def run(config: str, fixtures: str | None, ticks: int, tick_seconds: int | None,
                                                   interval=1))
                 except PluginDefinitionError as exc:
                     _fail(f"{path}: {exc}")
-                from osqsdk._loader import load_file
+                from osqsdk.extension._loader import load_file
 
                 name = _extension_name(path, load_file)
                 try:

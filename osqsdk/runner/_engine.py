@@ -6,13 +6,13 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import apsw
 
-from osqsdk._plugin import Plugin
-from osqsdk._table import TablePlugin
 from osqsdk.errors import PluginDefinitionError, QueryError
+from osqsdk.extension._plugin import Plugin
+from osqsdk.extension._table import TablePlugin
 from osqsdk.runner import _functions
 from osqsdk.runner._fixtures import Fixtures
 from osqsdk.runner._sources import FixtureSource, PluginSource, RemoteSource
@@ -98,7 +98,7 @@ class Engine:
         """Add an in-process plugin: tables become virtual tables, others are kept for the
         scheduler (loggers) and for ``plugin(registry, name)``."""
         if not isinstance(plugin, Plugin):
-            from osqsdk._compat import adapt
+            from osqsdk.extension._compat import adapt
 
             plugin = adapt(plugin)
         with self._lock:
@@ -109,7 +109,7 @@ class Engine:
 
     def add_file(self, path: str | Path) -> list[Plugin]:
         """Add every plugin a Python file defines (osqsdk or osquery-python)."""
-        from osqsdk._loader import load_file
+        from osqsdk.extension._loader import load_file
 
         loaded = load_file(path)
         for plugin in loaded.plugins:
@@ -141,7 +141,7 @@ class Engine:
         ``getQueryColumns()`` on the socket run SQL here. Returns the started
         ``ManagerDouble``; stop it to shut the extensions down.
         """
-        from osqsdk.testing import ManagerDouble
+        from osqsdk.extension._manager import ManagerDouble
 
         manager = ManagerDouble(socket_path, core_tables=list(self.tables),
                                 query=self._socket_query, columns=self._socket_columns,

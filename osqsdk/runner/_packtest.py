@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from osqsdk._config import ConfigProblem, parse_osquery_json
+from osqsdk._osquery.config import ConfigProblem, parse_osquery_json
 from osqsdk.errors import OsqsdkError
 from osqsdk.runner._engine import Engine
 from osqsdk.runner._fixtures import FixtureError, Fixtures

@@ -25,15 +25,16 @@ import json
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import reduce
 from math import gcd
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from osqsdk._config import ConfigProblem, DirectoryConfig, osquery_bool
-from osqsdk._plugin import Plugin, Response
+from osqsdk._osquery.config import ConfigProblem, osquery_bool
 from osqsdk.errors import OsqsdkError, QueryError
+from osqsdk.extension._config import DirectoryConfig
+from osqsdk.extension._plugin import Response
 from osqsdk.runner._engine import Engine
 from osqsdk.runner._values import result_text
 
@@ -203,8 +204,8 @@ class RemoteLogger:
         self.timeout = timeout
 
     def call(self, request: Mapping[str, str]) -> Response:
-        from osqsdk._wire.client import Client
         from osqsdk.errors import ExtensionError
+        from osqsdk.extension._wire.client import Client
 
         try:
             with Client(self.socket_path, timeout=10.0, manager=False) as probe:

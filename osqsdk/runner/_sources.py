@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from osqsdk._columns import ColumnOptions, ColumnType
-from osqsdk._table import TablePlugin, coerce_value
+from osqsdk._osquery.columns import ColumnOptions, ColumnType
+from osqsdk.extension._table import TablePlugin, coerce_value
 from osqsdk.runner._vtable import ColumnInfo, TableError
 
 __all__ = ["FixtureSource", "PluginSource", "RemoteSource", "columns_from_routes"]
@@ -83,8 +83,8 @@ class RemoteSource:
         self.timeout = timeout
 
     def _call(self, request: dict[str, str]):  # type: ignore[no-untyped-def]
-        from osqsdk._wire.client import Client
         from osqsdk.errors import ExtensionError
+        from osqsdk.extension._wire.client import Client
 
         try:
             with Client(self.socket_path, timeout=10.0, manager=False) as probe:

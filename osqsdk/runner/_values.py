@@ -15,7 +15,7 @@ import math
 import re
 from typing import Any
 
-from osqsdk._columns import ColumnType
+from osqsdk._osquery.columns import ColumnType
 
 __all__ = ["c_strtod", "c_strtol", "constraint_text", "real_text", "result_text", "to_sqlite"]
 

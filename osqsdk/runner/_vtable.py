@@ -19,7 +19,7 @@ from typing import Any, Protocol, Sequence
 
 import apsw
 
-from osqsdk._columns import ColumnOptions, ColumnType
+from osqsdk._osquery.columns import ColumnOptions, ColumnType
 from osqsdk.runner._values import constraint_text, to_sqlite
 
 __all__ = ["ColumnInfo", "TableError", "TableSource", "VirtualTableModule"]

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from osqsdk._columns import ColumnType
+from osqsdk._osquery.columns import ColumnType
 from osqsdk.errors import SchemaError
 from osqsdk.schema._load import FORMAT, apply_versions, detect_format, read_json, schema_from_data
 from osqsdk.schema._model import ColumnSchema, Schema, TableSchema

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from osqsdk._columns import ColumnType
+from osqsdk._osquery.columns import ColumnType
 from osqsdk.errors import PluginDefinitionError, SchemaError
 from osqsdk.schema._model import ColumnSchema, Schema, TableSchema, version_key
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from osqsdk._columns import ColumnType
+from osqsdk._osquery.columns import ColumnType
 
 __all__ = ["ColumnSchema", "Schema", "TableSchema", "version_key"]
 

@@ -9,9 +9,9 @@
   fault injection (outage, slow answers, scripted statuses, connection resets).
 """
 
-from osqsdk.testing._launch import ExtensionProcess, launch_extension
+from osqsdk.extension._launch import ExtensionProcess, launch_extension
+from osqsdk.extension._manager import ExtensionExited, ManagerDouble, RegisteredExtension
 from osqsdk.testing._loki import LokiReceiver
-from osqsdk.testing._manager import ExtensionExited, ManagerDouble, RegisteredExtension
 
 __all__ = ["ExtensionExited", "ExtensionProcess", "LokiReceiver", "ManagerDouble",
            "RegisteredExtension", "launch_extension"]

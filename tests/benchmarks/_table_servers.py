@@ -67,8 +67,8 @@ def serve_bare(path):
     from thrift.transport.TSocket import TServerSocket
     from thrift.transport.TTransport import TBufferedTransportFactory
 
-    from osqsdk._wire._gen import Extension
-    from osqsdk._wire._gen.ttypes import ExtensionResponse, ExtensionStatus
+    from osqsdk.extension._wire._gen import Extension
+    from osqsdk.extension._wire._gen.ttypes import ExtensionResponse, ExtensionStatus
 
     class Handler:
         def ping(self):

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-IDL = ROOT / "osqsdk" / "_wire" / "osquery.thrift"
+IDL = ROOT / "osqsdk" / "extension" / "_wire" / "osquery.thrift"
 SOURCES = Path(__file__).resolve().parent / "cpp"
 PROGRAMS = {
     "osqueryd_standin": ["Extension.cpp", "osquery_types.cpp"],

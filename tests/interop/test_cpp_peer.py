@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from osqsdk import ExitCode
-from osqsdk.testing import ManagerDouble
-from tests.conftest import ExtensionProcess, wait_until
+from tests.conftest import ExtensionProcess
 
 FIXTURE = Path(__file__).parent / "fixture_extension.py"
 

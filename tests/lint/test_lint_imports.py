@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FORBIDDEN = ("thrift", "apsw", "osqsdk._server", "osqsdk._wire")
+FORBIDDEN = ("thrift", "apsw", "osqsdk.extension._server", "osqsdk.extension._wire")
 
 
 @pytest.mark.parametrize("stmt,extra", [

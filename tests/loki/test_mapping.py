@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from osqsdk._records import parse_result
-from osqsdk._records import parse_status_batch
+from osqsdk._osquery.records import parse_result, parse_status_batch
 from osqsdk.loki import LokiConfig, Mapper, format_labels
 from osqsdk.testing._loki import parse_label_string
 from tests.sdk.test_logger import BATCH, EVENT, SNAPSHOT, SNAPSHOT_EVENT, STATUS

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from osqsdk import DirectoryConfig
-from osqsdk._config import parse_osquery_json
+from osqsdk._osquery.config import parse_osquery_json
 from osqsdk.lint import lint_paths
 from osqsdk.runner._packtest import find_pack_tests, run_pack_test
 from tests.conftest import peer_missing

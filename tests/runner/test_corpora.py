@@ -1,12 +1,11 @@
 """Every query of osquery's own packs runs on the engine against empty fixtures."""
 
 import re
-from pathlib import Path
 
 import pytest
 
 from osqsdk import QueryError
-from osqsdk._config import parse_osquery_json
+from osqsdk._osquery.config import parse_osquery_json
 from osqsdk.runner import Engine
 from tests.conftest import SHARED
 

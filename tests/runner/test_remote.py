@@ -1,12 +1,11 @@
 """Extension tables over the Thrift socket of a running extension process."""
 
-import json
 from pathlib import Path
 
 import pytest
 
 from osqsdk import QueryError
-from osqsdk._wire.client import Client
+from osqsdk.extension._wire.client import Client
 from osqsdk.runner import Engine
 
 BASIC = Path(__file__).resolve().parents[1] / "sdk" / "files" / "basic_ext.py"

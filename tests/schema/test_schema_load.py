@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from osqsdk._columns import ColumnType
+from osqsdk._osquery.columns import ColumnType
 from osqsdk.errors import SchemaError
 from osqsdk.schema import (
     ColumnSchema,
@@ -149,6 +149,6 @@ def test_table_exists_in_version() -> None:
 ])
 def test_schema_import_graph_stays_small(stmt: str) -> None:
     code = (f"{stmt}; import sys; bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('thrift', 'sqlglot', 'click', 'apsw') or m in ('osqsdk._server', 'osqsdk._wire')];"
+            "('thrift', 'sqlglot', 'click', 'apsw') or m in ('osqsdk.extension._server', 'osqsdk.extension._wire')];"
             " assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from osqsdk import ExitCode, PluginDefinitionError
-from osqsdk._autoload import autoload_entries, launch_argv, launch_problems
+from osqsdk.extension._autoload import autoload_entries, launch_argv, launch_problems
 from osqsdk.testing import ExtensionExited, launch_extension
 
 ROOT = Path(__file__).resolve().parents[2]

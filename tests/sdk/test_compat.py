@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from osqsdk import ExitCode
-from osqsdk._compat import adapt
-from osqsdk._loader import load_file
+from osqsdk.extension._compat import adapt
+from osqsdk.extension._loader import load_file
 
 FILES = Path(__file__).parent / "files"
 OPY = FILES / "opy_ext.py"

@@ -7,7 +7,12 @@ import shutil
 import pytest
 
 from osqsdk import ConfigPlugin, DirectoryConfig
-from osqsdk._config import MAX_CONFIG_BYTES, parse_osquery_json, strip_config_comments
+from osqsdk._osquery.config import (
+    MAX_CONFIG_BYTES,
+    ConfigProblem,
+    parse_osquery_json,
+    strip_config_comments,
+)
 
 CONF = """{
   // osquery accepts whole-line comments
@@ -46,7 +51,18 @@ def root(tmp_path):
 
 
 def test_comment_stripping_is_osquerys():
-    assert strip_config_comments('{\n  # c\n  // c\n  "a": "x\\\ny"\n}') == '{\n  "a": "xy"\n}'
+    # lines are trimmed as osquery's boost::trim trims them
+    assert strip_config_comments('{\n  # c\n  // c\n  "a": "x\\\ny"\n}') == '{\n"a": "xy"\n}'
+
+
+def test_only_ascii_whitespace_is_trimmed_before_a_comment_mark():
+    # osqueryd trims in the C locale: after a no-break space, "#" is content, so the JSON
+    # parser sees it (and rejects it) in every product alike
+    text = '{\n\u00a0# not a comment\n"a": 1\n}'
+    assert "# not a comment" in strip_config_comments(text)
+    with pytest.raises(ConfigProblem, match="not JSON"):
+        parse_osquery_json(text, "config")
+    assert strip_config_comments('{\n \t\v\f# a comment\n"a": 1\n}') == '{\n"a": 1\n}'
 
 
 def test_config_plugin_answers_gen_config_and_gen_pack():
@@ -174,6 +190,17 @@ def test_parse_rejects_deep_nesting_without_recursing():
     (True, True), (False, False), ("true", True), ("T", True), (" TRUE ", True), ("1", False),
     ("yes", False), (1, True), (0, False), (0.5, True), (None, "default"), ([], "default")])
 def test_osquery_bool(value, expected):
-    from osqsdk._config import osquery_bool
+    from osqsdk._osquery.config import osquery_bool
 
     assert osquery_bool(value, "default") == expected
+
+
+def test_the_linter_and_directory_config_read_a_no_break_space_comment_alike(tmp_path):
+    from osqsdk.lint import lint_text
+
+    text = '{\n\u00a0# note\n"schedule": {}\n}'
+    (tmp_path / "osquery.conf").write_text(text)
+    config = DirectoryConfig(str(tmp_path))
+    assert config.call({"action": "genConfig"}).code != 0  # refused: no last good config
+    findings = lint_text(text, filename="osquery.conf")
+    assert [(f.code, f.line) for f in findings] == [("OSQ002", 2)]

@@ -165,7 +165,7 @@ def test_a_line_nested_150000_deep_is_refused_not_a_crash():
     import sys
 
     code = ("import threading\n"
-            "from osqsdk._records import parse_result, row_counts\n"
+            "from osqsdk._osquery.records import parse_result, row_counts\n"
             "line = '[' * 150000 + ']' * 150000\n"
             "def parse():\n"
             "    try:\n"

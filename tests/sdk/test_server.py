@@ -20,9 +20,9 @@ from thrift.transport.TTransport import TBufferedTransport, TMemoryBuffer
 
 import osqsdk
 from osqsdk import Column, ExitCode, ExtensionServer, PluginDefinitionError, TablePlugin
-from osqsdk._logger import LoggerPlugin
-from osqsdk._wire._gen import Extension
-from osqsdk._wire.client import Client
+from osqsdk.extension._logger import LoggerPlugin
+from osqsdk.extension._wire._gen import Extension
+from osqsdk.extension._wire.client import Client
 from osqsdk.testing import ManagerDouble
 
 FILES = Path(__file__).parent / "files"

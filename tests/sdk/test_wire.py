@@ -12,11 +12,11 @@ from thrift.protocol.TProtocol import TProtocolException
 from thrift.Thrift import TApplicationException
 from thrift.transport.TTransport import TMemoryBuffer, TTransportException
 
-from osqsdk._wire import _gen
-from osqsdk._wire._gen import Extension
-from osqsdk._wire.client import map_errors
-from osqsdk._wire.server import MAX_CONTAINER_ITEMS, MAX_STRING_BYTES
 from osqsdk.errors import ExtensionConnectionError, ExtensionTimeout, ProtocolError
+from osqsdk.extension._wire import _gen
+from osqsdk.extension._wire._gen import Extension
+from osqsdk.extension._wire.client import map_errors
+from osqsdk.extension._wire.server import MAX_CONTAINER_ITEMS, MAX_STRING_BYTES
 from tests.conftest import peer_missing
 
 WIRE = Path(_gen.__file__).parent.parent

@@ -372,7 +372,7 @@ def _belongs(doc, top) -> bool:  # type: ignore[no-untyped-def]
 
 
 def _request_rate(options: dict) -> tuple[list[str], float]:  # type: ignore[type-arg]
-    from osqsdk.lint._inputs import parse_interval
+    from osqsdk._osquery.config import parse_interval
 
     parts, rate = [], 0.0
     for name in ("config_refresh", "config_tls_refresh", "distributed_interval",

@@ -90,7 +90,7 @@ class DecoratorIntervalNotMinute(DocumentRule):
     message = "decorator interval {key!r} is not a positive multiple of 60 seconds; osquery skips it"
 
     def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
-        from osqsdk.lint._inputs import parse_interval
+        from osqsdk._osquery.config import parse_interval
 
         seen = set()
         for rec in document.queries:

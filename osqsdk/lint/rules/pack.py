@@ -53,7 +53,7 @@ class IntervalOutOfRange(DocumentRule):
     message = "interval {interval} is outside 1..604800 seconds; osquery skips the query"
 
     def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
-        from osqsdk.lint._inputs import parse_interval
+        from osqsdk._osquery.config import parse_interval
 
         for rec in document.queries:
             if rec.object_path is None or "interval" not in rec.fields:
@@ -126,7 +126,7 @@ class ShardOutOfRange(DocumentRule):
     message = "shard {shard} is outside 1..100"
 
     def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
-        from osqsdk.lint._inputs import parse_interval
+        from osqsdk._osquery.config import parse_interval
 
         owners = [(r.object_path, r.fields) for r in _scheduled(document)]
         owners += [(p["path"], p["value"]) for p in document.packs.values()

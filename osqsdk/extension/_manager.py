@@ -21,18 +21,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from osqsdk._plugin import REGISTRIES, Response
-from osqsdk._wire import transport
-from osqsdk._wire._gen.ttypes import (
+from osqsdk.errors import ExtensionError
+from osqsdk.extension._launch import ExtensionProcess, launched_at
+from osqsdk.extension._plugin import REGISTRIES, Response
+from osqsdk.extension._wire import transport
+from osqsdk.extension._wire.client import Client
+from osqsdk.extension._wire.server import ThriftServer
+from osqsdk.extension._wire.types import (
     ExtensionResponse,
     ExtensionStatus,
     InternalExtensionInfo,
     InternalOptionInfo,
 )
-from osqsdk._wire.client import Client
-from osqsdk._wire.server import ThriftServer
-from osqsdk.errors import ExtensionError
-from osqsdk.testing._launch import ExtensionProcess, launched_at
 
 __all__ = ["ManagerDouble", "RegisteredExtension"]
 

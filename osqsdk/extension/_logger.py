@@ -7,9 +7,9 @@ import logging
 import threading
 from typing import Any, Callable, Mapping
 
-from osqsdk._plugin import Plugin, Response
-from osqsdk._records import ResultLog, StatusLog, parse_result, parse_status_batch
+from osqsdk._osquery.records import ResultLog, StatusLog, parse_result, parse_status_batch
 from osqsdk.errors import OsqsdkError
+from osqsdk.extension._plugin import Plugin, Response
 
 __all__ = ["LoggerFailure", "LoggerPlugin", "FEATURE_STATUS_LOGS", "FEATURE_EVENTS"]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator, Mapping
 
-from osqsdk._columns import Column, ColumnType
-from osqsdk._context import QueryContext
-from osqsdk._plugin import Plugin, Response
-from osqsdk._table import TablePlugin
+from osqsdk._osquery.columns import Column, ColumnType
 from osqsdk.errors import PluginDefinitionError
+from osqsdk.extension._context import QueryContext
+from osqsdk.extension._plugin import Plugin, Response
+from osqsdk.extension._table import TablePlugin
 
 __all__ = ["adapt", "osquery_python_registrations"]
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Regenerate osqsdk/_wire/_gen from osquery.thrift with Debian's thrift-compiler 0.17.
+# Regenerate osqsdk/extension/_wire/_gen from osquery.thrift with Debian's thrift-compiler 0.17.
 # The generated files are committed; tests/test_wire.py checks they match this IDL.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)

@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from osqsdk._flags import DEFAULT_SOCKET
 from osqsdk.errors import PluginDefinitionError
+from osqsdk.extension._flags import DEFAULT_SOCKET
 
 __all__ = ["extension"]
 
@@ -36,8 +36,7 @@ def run(file: str, socket_path: str, timeout: float, interval: float, verbose: b
     Exit codes: 0 stopped, 1 dropped by osqueryd, 64 bad file or flags, 69 osqueryd not
     reachable, 78 registration refused.
     """
-    from osqsdk._loader import load_file
-    from osqsdk._server import ExitCode, ExtensionServer, _configure_logging, log
+    from osqsdk.extension._server import ExitCode, ExtensionServer, _configure_logging, log
 
     loaded = _load(file)
     if loaded is None:
@@ -79,7 +78,7 @@ def check(paths: tuple[str, ...], autoload_file: str | None, uid: int | None) ->
     """
     from pathlib import Path
 
-    from osqsdk._autoload import autoload_entries, launch_problems
+    from osqsdk.extension._autoload import autoload_entries, launch_problems
 
     targets = [(Path(p), True) for p in paths]
     if autoload_file:
@@ -105,7 +104,7 @@ def check(paths: tuple[str, ...], autoload_file: str | None, uid: int | None) ->
 
 
 def _load(file: str):  # type: ignore[no-untyped-def]
-    from osqsdk._loader import load_file
+    from osqsdk.extension._loader import load_file
 
     try:
         return load_file(file)

@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from osqsdk._autoload import launch_argv, launch_problems
 from osqsdk.errors import PluginDefinitionError
+from osqsdk.extension._autoload import launch_argv, launch_problems
 
 __all__ = ["ExtensionProcess", "launch_extension", "launched_at"]
 

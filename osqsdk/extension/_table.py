@@ -9,15 +9,15 @@ import re
 from itertools import chain
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from osqsdk._columns import Column, ColumnType
-from osqsdk._context import QueryContext
-from osqsdk._plugin import Plugin, Response
+from osqsdk._osquery.columns import Column, ColumnType
 from osqsdk.errors import (
     ConstraintViolation,
     PluginDefinitionError,
     ReadOnlyTable,
     ValueCoercionError,
 )
+from osqsdk.extension._context import QueryContext
+from osqsdk.extension._plugin import Plugin, Response
 
 __all__ = ["GenerateFunc", "TablePlugin", "coerce_value", "table"]
 

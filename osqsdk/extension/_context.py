@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
-from osqsdk._columns import ColumnType
+from osqsdk._osquery.columns import ColumnType
 
 __all__ = ["Constraint", "Operator", "QueryContext"]
 

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from osqsdk._compat import adapt, osquery_python_registrations
-from osqsdk._plugin import Plugin
 from osqsdk.errors import PluginDefinitionError
+from osqsdk.extension._compat import adapt, osquery_python_registrations
+from osqsdk.extension._plugin import Plugin
 
 __all__ = ["LoadedFile", "load_file"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from typing import Any, Mapping
 
-from osqsdk._flags import DEFAULT_SOCKET
-from osqsdk._plugin import Response
-from osqsdk._wire.client import Client
 from osqsdk.errors import ExtensionConnectionError, QueryError
+from osqsdk.extension._flags import DEFAULT_SOCKET
+from osqsdk.extension._plugin import Response
+from osqsdk.extension._wire.client import Client
 
 __all__ = ["ExtensionClient"]
 

@@ -1,5 +1,5 @@
 """Everything that touches Thrift. Nothing in here is public API.
 
 The rest of osqsdk talks to this package in plain Python types (str, dict, list); the
-generated bindings in ``_gen`` never leave it.
+generated bindings in ``_gen`` are imported only here (``types`` re-exports the structs).
 """

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from osqsdk._plugin import Plugin, Response
+from osqsdk.extension._plugin import Plugin, Response
 
 __all__ = ["DistributedPlugin", "DistributedQueries", "DistributedResult", "QueryStats",
            "parse_write_results"]

@@ -17,16 +17,20 @@ from thrift.protocol.TProtocol import TProtocolException
 from thrift.Thrift import TApplicationException
 from thrift.transport.TTransport import TBufferedTransport, TTransportException
 
-from osqsdk._wire import transport
-from osqsdk._wire._gen import Extension, ExtensionManager
-from osqsdk._wire._gen.ttypes import ExtensionResponse, ExtensionStatus, InternalExtensionInfo
-from osqsdk._wire.server import MAX_STRING_BYTES, _ConnectionSocket
 from osqsdk.errors import (
     ExtensionConnectionError,
     ExtensionError,
     ExtensionTimeout,
     ProtocolError,
 )
+from osqsdk.extension._wire import transport
+from osqsdk.extension._wire._gen import Extension, ExtensionManager
+from osqsdk.extension._wire._gen.ttypes import (
+    ExtensionResponse,
+    ExtensionStatus,
+    InternalExtensionInfo,
+)
+from osqsdk.extension._wire.server import MAX_STRING_BYTES, _ConnectionSocket
 
 __all__ = ["Client", "Reply", "map_errors"]
 

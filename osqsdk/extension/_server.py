@@ -12,18 +12,18 @@ import threading
 import time
 from typing import Any, Iterable, Mapping, NoReturn, Sequence
 
-from osqsdk._flags import DEFAULT_SOCKET, MIN_INTERVAL, parse_flags
-from osqsdk._plugin import REGISTRIES, Plugin, Response
-from osqsdk._wire import transport
-from osqsdk._wire._gen.ttypes import ExtensionResponse, ExtensionStatus
-from osqsdk._wire.client import Client
-from osqsdk._wire.server import ThriftServer
 from osqsdk.errors import (
     ExtensionError,
     PluginDefinitionError,
     RegistrationError,
     ValueCoercionError,
 )
+from osqsdk.extension._flags import DEFAULT_SOCKET, MIN_INTERVAL, parse_flags
+from osqsdk.extension._plugin import REGISTRIES, Plugin, Response
+from osqsdk.extension._wire import transport
+from osqsdk.extension._wire.client import Client
+from osqsdk.extension._wire.server import ThriftServer
+from osqsdk.extension._wire.types import ExtensionResponse, ExtensionStatus
 
 __all__ = ["OSQUERY_SDK_VERSION", "ExitCode", "ExtensionServer", "run"]
 
@@ -94,7 +94,7 @@ class ExtensionServer:
 
     def _add(self, plugin: Plugin) -> None:
         if not isinstance(plugin, Plugin):
-            from osqsdk._compat import adapt  # osquery-python plugin objects
+            from osqsdk.extension._compat import adapt  # osquery-python plugin objects
 
             plugin = adapt(plugin)
         if plugin.registry not in REGISTRIES:

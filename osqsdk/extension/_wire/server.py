@@ -29,9 +29,9 @@ from thrift.Thrift import TApplicationException, TMessageType, TType
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import CReadableTransport, TMemoryBuffer, TTransportException
 
-from osqsdk._wire import transport
-from osqsdk._wire._gen import Extension, ExtensionManager
-from osqsdk._wire._gen.ttypes import ExtensionResponse, ExtensionStatus
+from osqsdk.extension._wire import transport
+from osqsdk.extension._wire._gen import Extension, ExtensionManager
+from osqsdk.extension._wire._gen.ttypes import ExtensionResponse, ExtensionStatus
 
 __all__ = ["MAX_REPLY_BYTES", "ThriftServer"]
 

@@ -11,182 +11,28 @@ import glob
 import json
 import logging
 import os
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from osqsdk._plugin import Plugin, Response
+from osqsdk._osquery.config import (
+    MAX_CONFIG_BYTES,
+    ConfigProblem,
+    parse_osquery_json,
+    validate_config,
+    validate_pack,
+)
+from osqsdk.extension._plugin import Plugin, Response
 
-__all__ = ["MAX_CONFIG_BYTES", "ConfigPlugin", "ConfigProblem", "DirectoryConfig",
-           "osquery_bool", "parse_osquery_json", "strip_config_comments", "validate_config", "validate_pack"]
+__all__ = ["ConfigPlugin", "ConfigProblem", "DirectoryConfig"]
 
 log = logging.getLogger("osqsdk.config")
-
-# osqueryd's limit on a config or pack after comment stripping: 1 MiB in released 5.x,
-# 4 MiB on master after 5.23 (osquery a5b14f6, #9042).
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
-# osqueryd's kMaxConfigDepth.
-MAX_DEPTH = 32
 
 GenConfigFunc = Callable[[], Mapping[str, "str | Mapping[str, Any]"]]
 GenPackFunc = Callable[[str, str], "str | Mapping[str, Any] | None"]
 
 
-class ConfigProblem(ValueError):
-    """A config or pack that osqueryd would reject or misread; the message says where."""
-
-
-# -- osquery's config text rules ----------------------------------------------------------
-def strip_config_comments(text: str) -> str:
-    """osquery's stripConfigComments: join backslash-newlines, drop whole-line ``#`` and
-    ``//`` comments (config.cpp). Inline comments and trailing commas stay errors."""
-    text = text.replace("\\\n", "")
-    return "\n".join(line for line in text.split("\n")
-                     if not line.strip().startswith(("#", "//")))
-
-
-def _depth(value: Any, limit: int) -> int:
-    # Iterative, so that a hostile document cannot exhaust Python's stack.
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, (dict, list)):
-            deepest = max(deepest, depth)
-            if deepest > limit:
-                return deepest
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def parse_osquery_json(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:
-    """Read config or pack text as osqueryd does; raise ConfigProblem with the reason."""
-    stripped = strip_config_comments(text)
-    size = len(stripped.encode("utf-8", "surrogateescape"))
-    if size > max_bytes:
-        raise ConfigProblem(f"{what} is {size} bytes after comment stripping; osqueryd accepts "
-                            f"at most {max_bytes} bytes")
-    # Reject absurd nesting before json.loads recurses into it.
-    if re.search(r"[\[{]{%d,}" % (MAX_DEPTH + 1), stripped):
-        raise ConfigProblem(f"{what} nests deeper than osqueryd's {MAX_DEPTH} levels")
-    try:
-        data = json.loads(stripped)
-    except RecursionError:
-        raise ConfigProblem(f"{what} nests deeper than osqueryd's {MAX_DEPTH} levels") from None
-    except json.JSONDecodeError as exc:
-        line = exc.lineno
-        raise ConfigProblem(f"{what} is not JSON after osquery's comment stripping: {exc.msg} "
-                            f"(line {line} column {exc.colno} of the stripped text)") from None
-    if not isinstance(data, dict):
-        raise ConfigProblem(f"{what} must be a JSON object, not {type(data).__name__}")
-    if _depth(data, MAX_DEPTH) > MAX_DEPTH:
-        raise ConfigProblem(f"{what} nests deeper than osqueryd's {MAX_DEPTH} levels")
-    return data
-
-
-def osquery_bool(value: Any, default: bool) -> bool:
-    """A config value read as osquery reads booleans (JSON::valueToBool): a JSON bool,
-    "true"/"t" in any case, or a non-zero number; anything else is ``default``."""
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return value != 0
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "t")
-    return default
-
-
-def _is_interval(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, str) and value.strip().isdigit()
-
-
-def _check_query(query: Any, where: str, problems: list[str]) -> None:
-    if not isinstance(query, dict):
-        problems.append(f"{where}: a query must be an object")
-        return
-    sql = query.get("query")
-    if not isinstance(sql, str) or not sql.strip():
-        problems.append(f"{where}.query: missing or not a string")
-    if "interval" in query and not _is_interval(query["interval"]):
-        problems.append(f"{where}.interval: must be a number of seconds")
-    for key in ("platform", "version", "description", "value"):
-        if key in query and not isinstance(query[key], str):
-            problems.append(f"{where}.{key}: must be a string")
-
-
-def validate_pack(pack: Any, where: str = "pack") -> list[str]:
-    """Structural problems osqueryd would reject or silently skip, as ``path: why``."""
-    problems: list[str] = []
-    if not isinstance(pack, dict):
-        return [f"{where}: a pack must be an object"]
-    queries = pack.get("queries", {})
-    if not isinstance(queries, dict):
-        problems.append(f"{where}.queries: must be an object of named queries")
-    else:
-        for name, query in queries.items():
-            _check_query(query, f"{where}.queries.{name}", problems)
-    discovery = pack.get("discovery", [])
-    if not isinstance(discovery, list) or not all(isinstance(d, str) for d in discovery):
-        problems.append(f"{where}.discovery: must be an array of SQL strings")
-    for key in ("platform", "version", "oncall"):
-        if key in pack and not isinstance(pack[key], str):
-            problems.append(f"{where}.{key}: must be a string")
-    if "shard" in pack and not _is_interval(pack["shard"]):
-        problems.append(f"{where}.shard: must be a number")
-    return problems
-
-
-def validate_config(config: Any) -> list[str]:
-    """Structural problems of a whole config (schedule, packs, decorators, options)."""
-    problems: list[str] = []
-    if not isinstance(config, dict):
-        return ["config: must be an object"]
-    schedule = config.get("schedule", {})
-    if not isinstance(schedule, dict):
-        problems.append("schedule: must be an object of named queries")
-    else:
-        for name, query in schedule.items():
-            _check_query(query, f"schedule.{name}", problems)
-    packs = config.get("packs", {})
-    if not isinstance(packs, dict):
-        problems.append("packs: must be an object")
-    else:
-        for name, pack in packs.items():
-            if not isinstance(pack, str):
-                problems.extend(validate_pack(pack, f"packs.{name}"))
-    options = config.get("options", {})
-    if not isinstance(options, dict):
-        problems.append("options: must be an object")
-    decorators = config.get("decorators", {})
-    if not isinstance(decorators, dict):
-        problems.append("decorators: must be an object")
-    else:
-        for key in ("load", "always"):
-            value = decorators.get(key, [])
-            if not isinstance(value, list) or not all(isinstance(q, str) for q in value):
-                problems.append(f"decorators.{key}: must be an array of SQL strings")
-        intervals = decorators.get("interval", {})
-        if not isinstance(intervals, dict):
-            problems.append("decorators.interval: must be an object")
-        else:
-            for seconds, queries in intervals.items():
-                if not str(seconds).isdigit():
-                    problems.append(f"decorators.interval.{seconds}: key must be seconds")
-                if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
-                    problems.append(f"decorators.interval.{seconds}: must be an array of SQL strings")
-    return problems
-
-
-# -- plugins -------------------------------------------------------------------------------
 def _as_text(value: "str | Mapping[str, Any]") -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 

@@ -18,10 +18,10 @@ import time as _time
 from collections import deque
 from typing import Any, Callable, Mapping, Sequence
 
-from osqsdk._columns import Column, ColumnType
-from osqsdk._context import Operator, QueryContext
-from osqsdk._table import TablePlugin
+from osqsdk._osquery.columns import Column, ColumnType
 from osqsdk.errors import PluginDefinitionError
+from osqsdk.extension._context import Operator, QueryContext
+from osqsdk.extension._table import TablePlugin
 
 __all__ = ["DEFAULT_EVENTS_EXPIRY", "DEFAULT_EVENTS_MAX", "EventTable"]
 

@@ -1,0 +1,257 @@
+"""osquery's config text rules: comment stripping, size and depth limits, booleans,
+intervals, and the structural checks osqueryd applies to a schedule and its packs.
+
+One implementation for every product: the extension SDK's ``DirectoryConfig``, the runner
+and the linter read config text through these functions (docs/protocol.md §5.2).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["C_SPACE", "MAX_CONFIG_BYTES", "MAX_DEPTH", "ConfigProblem", "StrippedText", "is_interval",
+           "osquery_bool", "parse_interval", "parse_osquery_json", "strip_config",
+           "strip_config_comments", "validate_config", "validate_pack"]
+
+# osqueryd's limit on a config or pack after comment stripping: 1 MiB in released 5.x,
+# 4 MiB on master after 5.23 (osquery a5b14f6, #9042).
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+# osqueryd's kMaxConfigDepth.
+MAX_DEPTH = 32
+
+class ConfigProblem(ValueError):
+    """A config or pack that osqueryd would reject or misread; the message says where."""
+
+
+
+# osquery trims lines with boost::trim in the C locale: ASCII whitespace only, so a line
+# that starts with a no-break space then "#" is content, not a comment (config.cpp).
+C_SPACE = " \t\n\r\v\f"
+
+
+@dataclass
+class StrippedText:
+    """Text after osquery's pre-processing, mapping its offsets back to the original file."""
+
+    text: str
+    _starts: list[int]
+    _origins: list[int]
+    _joins: list[int]
+    comment_lines: list[tuple[int, str]]
+
+    def original(self, offset: int) -> int:
+        """Original-file character offset of stripped-text ``offset``."""
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i < 0:
+            return 0
+        return _orig_offset(self._origins[i] + offset - self._starts[i], self._joins)
+
+
+def strip_config(text: str) -> StrippedText:
+    """Apply osquery's ``stripConfigComments`` to ``text`` and keep the way back.
+
+    osquery removes every backslash-newline pair, splits lines, trims each, drops lines whose
+    trimmed text starts with ``#`` or ``//``, and joins the rest with newlines.
+    """
+    joins: list[int] = []
+    if "\\\n" in text:
+        pieces = text.split("\\\n")
+        pos = 0
+        for piece in pieces[:-1]:
+            pos += len(piece)
+            joins.append(pos + 2 * len(joins))
+        joined = "".join(pieces)
+    else:
+        joined = text
+    out: list[str] = []
+    starts: list[int] = []
+    origins: list[int] = []
+    comments: list[tuple[int, str]] = []
+    length = 0
+    a = 0
+    for raw in joined.split("\n"):
+        lead = len(raw) - len(raw.lstrip(C_SPACE))
+        line = raw.strip(C_SPACE)
+        if line.startswith(("#", "//")):
+            comments.append((_orig_offset(a + lead, joins), line))
+        else:
+            starts.append(length)
+            origins.append(a + lead)
+            out.append(line)
+            length += len(line) + 1
+        a += len(raw) + 1
+    return StrippedText("\n".join(out), starts, origins, joins, comments)
+
+
+def _orig_offset(pos: int, joins: list[int]) -> int:
+    """``pos`` in the joined text as an offset in the original: each removed backslash-newline
+    before it shifts it by two characters."""
+    shift = 0
+    for j in joins:
+        if j <= pos + shift:
+            shift += 2
+        else:
+            break
+    return pos + shift
+
+
+def strip_config_comments(text: str) -> str:
+    """The text osqueryd parses as JSON: ``strip_config(text).text``."""
+    return strip_config(text).text
+
+
+def _depth(value: Any, limit: int) -> int:
+    # Iterative, so that a hostile document cannot exhaust Python's stack.
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def parse_osquery_json(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:
+    """Read config or pack text as osqueryd does; raise ConfigProblem with the reason."""
+    stripped = strip_config_comments(text)
+    size = len(stripped.encode("utf-8", "surrogateescape"))
+    if size > max_bytes:
+        raise ConfigProblem(f"{what} is {size} bytes after comment stripping; osqueryd accepts "
+                            f"at most {max_bytes} bytes")
+    # Reject absurd nesting before json.loads recurses into it.
+    if re.search(r"[\[{]{%d,}" % (MAX_DEPTH + 1), stripped):
+        raise ConfigProblem(f"{what} nests deeper than osqueryd's {MAX_DEPTH} levels")
+    try:
+        data = json.loads(stripped)
+    except RecursionError:
+        raise ConfigProblem(f"{what} nests deeper than osqueryd's {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        line = exc.lineno
+        raise ConfigProblem(f"{what} is not JSON after osquery's comment stripping: {exc.msg} "
+                            f"(line {line} column {exc.colno} of the stripped text)") from None
+    if not isinstance(data, dict):
+        raise ConfigProblem(f"{what} must be a JSON object, not {type(data).__name__}")
+    if _depth(data, MAX_DEPTH) > MAX_DEPTH:
+        raise ConfigProblem(f"{what} nests deeper than osqueryd's {MAX_DEPTH} levels")
+    return data
+
+
+def osquery_bool(value: Any, default: bool) -> bool:
+    """A config value read as osquery reads booleans (JSON::valueToBool): a JSON bool,
+    "true"/"t" in any case, or a non-zero number; anything else is ``default``."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value != 0
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "t")
+    return default
+
+
+def is_interval(value: Any) -> bool:
+    """Whether a schedule or pack check accepts ``value`` as a number of seconds."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, str) and value.strip().isdigit()
+
+
+def _check_query(query: Any, where: str, problems: list[str]) -> None:
+    if not isinstance(query, dict):
+        problems.append(f"{where}: a query must be an object")
+        return
+    sql = query.get("query")
+    if not isinstance(sql, str) or not sql.strip():
+        problems.append(f"{where}.query: missing or not a string")
+    if "interval" in query and not is_interval(query["interval"]):
+        problems.append(f"{where}.interval: must be a number of seconds")
+    for key in ("platform", "version", "description", "value"):
+        if key in query and not isinstance(query[key], str):
+            problems.append(f"{where}.{key}: must be a string")
+
+
+def validate_pack(pack: Any, where: str = "pack") -> list[str]:
+    """Structural problems osqueryd would reject or silently skip, as ``path: why``."""
+    problems: list[str] = []
+    if not isinstance(pack, dict):
+        return [f"{where}: a pack must be an object"]
+    queries = pack.get("queries", {})
+    if not isinstance(queries, dict):
+        problems.append(f"{where}.queries: must be an object of named queries")
+    else:
+        for name, query in queries.items():
+            _check_query(query, f"{where}.queries.{name}", problems)
+    discovery = pack.get("discovery", [])
+    if not isinstance(discovery, list) or not all(isinstance(d, str) for d in discovery):
+        problems.append(f"{where}.discovery: must be an array of SQL strings")
+    for key in ("platform", "version", "oncall"):
+        if key in pack and not isinstance(pack[key], str):
+            problems.append(f"{where}.{key}: must be a string")
+    if "shard" in pack and not is_interval(pack["shard"]):
+        problems.append(f"{where}.shard: must be a number")
+    return problems
+
+
+def validate_config(config: Any) -> list[str]:
+    """Structural problems of a whole config (schedule, packs, decorators, options)."""
+    problems: list[str] = []
+    if not isinstance(config, dict):
+        return ["config: must be an object"]
+    schedule = config.get("schedule", {})
+    if not isinstance(schedule, dict):
+        problems.append("schedule: must be an object of named queries")
+    else:
+        for name, query in schedule.items():
+            _check_query(query, f"schedule.{name}", problems)
+    packs = config.get("packs", {})
+    if not isinstance(packs, dict):
+        problems.append("packs: must be an object")
+    else:
+        for name, pack in packs.items():
+            if not isinstance(pack, str):
+                problems.extend(validate_pack(pack, f"packs.{name}"))
+    options = config.get("options", {})
+    if not isinstance(options, dict):
+        problems.append("options: must be an object")
+    decorators = config.get("decorators", {})
+    if not isinstance(decorators, dict):
+        problems.append("decorators: must be an object")
+    else:
+        for key in ("load", "always"):
+            value = decorators.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(q, str) for q in value):
+                problems.append(f"decorators.{key}: must be an array of SQL strings")
+        intervals = decorators.get("interval", {})
+        if not isinstance(intervals, dict):
+            problems.append("decorators.interval: must be an object")
+        else:
+            for seconds, queries in intervals.items():
+                if not str(seconds).isdigit():
+                    problems.append(f"decorators.interval.{seconds}: key must be seconds")
+                if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
+                    problems.append(f"decorators.interval.{seconds}: must be an array of SQL strings")
+    return problems
+
+
+def parse_interval(value: Any) -> int | None:
+    """osquery's reading of an interval: an integer or a string of digits; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    return None
