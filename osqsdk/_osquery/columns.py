@@ -1,4 +1,4 @@
-"""Column declarations: osquery's column types and option bits (protocol.md §3.3)."""
+"""Column declarations: osquery's column types and option bits (docs/protocol.md §3.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Typed views of what osqueryd logs: result lines, status logs (protocol.md §4.2, §4.3)."""
+"""Typed views of what osqueryd logs: result lines, status logs (docs/protocol.md §4.2, §4.3)."""
 
 from __future__ import annotations
 

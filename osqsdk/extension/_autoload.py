@@ -1,4 +1,4 @@
-"""What osqueryd checks before it launches an extension (protocol.md §2.2).
+"""What osqueryd checks before it launches an extension (docs/protocol.md §2.2).
 
 ``autoload_entries`` reads an ``--extensions_autoload`` file the way osqueryd does, and
 ``launch_problems`` gives the reasons osqueryd would refuse to launch a path, so that

@@ -110,7 +110,7 @@ class _CompatLogger(_CompatPlugin):
             return _status(self.obj.log_health(request["health"]))
         if request.get("action") == "features":
             # osquery-python has no status-log hook; answering "unknown action" (code 1)
-            # reads as "send status logs" (protocol.md §4.1), which it then rejects.
+            # reads as "send status logs" (docs/protocol.md §4.1), which it then rejects.
             return Response(0, "OK", [])
         if "init" in request or "status" in request or "event" in request:
             return Response.ok()

@@ -2,7 +2,7 @@
 
 osqueryd asks the active config plugin for ``genConfig`` at start and every
 ``--config_refresh`` seconds, and for ``genPack`` for each pack the config names by a string
-instead of an object (protocol.md §5).
+instead of an object (docs/protocol.md §5).
 """
 
 from __future__ import annotations

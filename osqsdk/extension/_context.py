@@ -1,4 +1,4 @@
-"""The query context osqueryd sends with ``generate`` (protocol.md §3.4), typed."""
+"""The query context osqueryd sends with ``generate`` (docs/protocol.md §3.4), typed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Distributed plugins: queries on demand (osqueryd's distributed API, protocol.md §6)."""
+"""Distributed plugins: queries on demand (osqueryd's distributed API, docs/protocol.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The flags osqueryd launches an extension with (protocol.md §2.2)."""
+"""The flags osqueryd launches an extension with (docs/protocol.md §2.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Start an extension the way osqueryd's watcher does (protocol.md §2.2)."""
+"""Start an extension the way osqueryd's watcher does (docs/protocol.md §2.2)."""
 
 from __future__ import annotations
 

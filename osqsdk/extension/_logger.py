@@ -1,4 +1,4 @@
-"""Logger plugins: osqueryd's results, snapshots, status logs and events (protocol.md §4)."""
+"""Logger plugins: osqueryd's results, snapshots, status logs and events (docs/protocol.md §4)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ class LoggerPlugin(Plugin):
             return Response.ok()
         if request.get("action") == "features":
             # osqueryd reads the status *code* as the bitmask; answering "unknown action"
-            # (code 1) would switch status-log forwarding on (protocol.md §4.1).
+            # (code 1) would switch status-log forwarding on (docs/protocol.md §4.1).
             return Response(self.features, "OK", [])
         if "health" in request:  # legacy key; osqueryd 5.x does not send it
             return Response.ok()

@@ -1,6 +1,6 @@
 """ManagerDouble: osqueryd's extension manager, as far as an extension can tell.
 
-It reproduces what osqueryd does on its side of the socket (protocol.md §1.3, §2.3-§2.7):
+It reproduces what osqueryd does on its side of the socket (docs/protocol.md §1.3, §2.3-§2.7):
 the replies and messages of every ExtensionManager method, registration rules in osqueryd's
 order, uuid allocation, a connection per call with a liveness ping first, health checks that
 drop an extension at its first failure, ``shutdown()`` to every extension on stop, and

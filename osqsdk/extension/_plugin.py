@@ -10,7 +10,7 @@ __all__ = ["REGISTRIES", "Plugin", "Response"]
 
 log = logging.getLogger("osqsdk.plugin")
 
-# Registry names osqueryd accepts in registerExtension (protocol.md §2.3).
+# Registry names osqueryd accepts in registerExtension (docs/protocol.md §2.3).
 REGISTRIES = frozenset({
     "config", "config_parser", "database", "distributed", "enroll", "event_publisher",
     "event_subscriber", "logger", "numeric_monitoring", "sql", "table",

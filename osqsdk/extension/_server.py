@@ -1,4 +1,4 @@
-"""ExtensionServer: wait for osqueryd, register, serve, watch, stop (protocol.md §2)."""
+"""ExtensionServer: wait for osqueryd, register, serve, watch, stop (docs/protocol.md §2)."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ class ExtensionServer:
         items[plugin.name] = plugin
 
     def registry(self) -> dict[str, dict[str, list[dict[str, str]]]]:
-        """The ExtensionRegistry broadcast at registration (protocol.md §2.4)."""
+        """The ExtensionRegistry broadcast at registration (docs/protocol.md §2.4)."""
         return {reg: {name: p.routes() for name, p in items.items()}
                 for reg, items in self.plugins.items()}
 
@@ -193,7 +193,7 @@ class ExtensionServer:
         self._cleanup()
 
     def _watch(self) -> None:
-        # The C++ SDK's watcher (protocol.md §2.6): manager socket gone or RPC failing means
+        # The C++ SDK's watcher (docs/protocol.md §2.6): manager socket gone or RPC failing means
         # osqueryd stopped (exit 0); our uuid missing from extensions() means osqueryd
         # dropped us after a failed health check (exit 1, so that it respawns us).
         while not self._stop.wait(self.interval):
@@ -258,7 +258,7 @@ class ExtensionServer:
         return ExtensionStatus(code=0, message="pong", uuid=self.uuid or 0)
 
     def shutdown(self) -> None:
-        # osqueryd sends shutdown() to every extension when it stops (protocol.md §2.7).
+        # osqueryd sends shutdown() to every extension when it stops (docs/protocol.md §2.7).
         log.info("osqueryd requested shutdown")
         self._deregister_on_stop = False
         self.stop(ExitCode.OK)

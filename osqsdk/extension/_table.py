@@ -32,12 +32,12 @@ _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Calls that skip the column-wise path after it missed once.
 _COLUMNWISE_BACKOFF = 64
 
-# Table attributes (osquery's TableAttributes, protocol.md §2.4).
+# Table attributes (osquery's TableAttributes, docs/protocol.md §2.4).
 _ATTR_CACHEABLE = 2
 _ATTR_EVENT_BASED = 4
 _ATTR_USER_BASED = 8
 
-# Integer ranges osqueryd can store without changing the value (protocol.md §3.5):
+# Integer ranges osqueryd can store without changing the value (docs/protocol.md §3.5):
 # INTEGER goes through sqlite3_result_int (32 bits); BIGINT and UNSIGNED BIGINT through
 # std::stoll, so unsigned values of 2^63 and above come out NULL.
 _RANGES = {
@@ -148,7 +148,7 @@ class TablePlugin(Plugin):
             raise PluginDefinitionError(f"table {name!r}: generate must be callable")
         columns = list(columns)
         if not columns:
-            # osqueryd refuses a table without columns (protocol.md §2.3).
+            # osqueryd refuses a table without columns (docs/protocol.md §2.3).
             raise PluginDefinitionError(f"table {name!r} has no columns; osqueryd would refuse "
                                         "its registration with 'Invalid route info'")
         seen: dict[str, str] = {}
@@ -186,7 +186,7 @@ class TablePlugin(Plugin):
         # Columns where any 64-bit int can be sent as its decimal text (all but INTEGER).
         self._wide = frozenset(k for k, c in self._convert.items()
                                if self._types.get(k) is not ColumnType.INTEGER)
-        # Column order of json_value_array: columns, then column aliases (protocol.md §3.6).
+        # Column order of json_value_array: columns, then column aliases (docs/protocol.md §3.6).
         self._write_order = [c.name for c in self.columns] + [
             a for c in self.columns for a in c.aliases]
         self._alias_target = {a: c.name for c in self.columns for a in c.aliases}
@@ -367,7 +367,7 @@ class TablePlugin(Plugin):
             f"{'is not a column' if len(extra) == 1 else 'are not columns'} "
             f"(columns: {', '.join(c.name for c in self.columns)})")
 
-    # -- writes (protocol.md §3.2, §3.6) ----------------------------------------------
+    # -- writes (docs/protocol.md §3.2, §3.6) ----------------------------------------------
     def _write(self, action: str, request: Mapping[str, str]) -> Response:
         handler = {"insert": self.insert, "update": self.update, "delete": self.delete}[action]
         if handler is None:

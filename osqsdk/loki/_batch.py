@@ -40,7 +40,7 @@ class Prepared:
 
 
 def entry_bytes(entry: Entry) -> int:
-    # Loki's batch and rate accounting: line plus structured metadata (loki.md §2.1).
+    # Loki's batch and rate accounting: line plus structured metadata (docs/loki.md §2.1).
     size = len(entry.line)
     for name, value in entry.metadata:
         size += len(name) + len(value)

@@ -2,18 +2,18 @@
 
 One worker thread owns the sending side: it reads the spool oldest first, fills a batch up
 to ``batch_bytes`` or for at most ``batch_wait`` seconds after its first entry (promtail's
-rule, loki.md §4.1), sorts each stream's entries by time, pushes, and acknowledges the
+rule, docs/loki.md §4.1), sorts each stream's entries by time, pushes, and acknowledges the
 batch in the spool once Loki has answered 2xx or the entries were deliberately dropped.
 Callers only append to the spool, so a slow or absent Loki never holds them up. With
 ``encoder_process`` on (the logger plugin's default), labelling and encoding a batch happen
 in a child process (``_encoder``), so that the callers' process keeps its time for them.
 
-Retry policy (loki.md §2.6, §4.1): 429, 5xx and transport errors are retried with
+Retry policy (docs/loki.md §2.6, §4.1): 429, 5xx and transport errors are retried with
 exponential backoff and jitter from ``min_backoff`` to ``max_backoff``, honouring
 ``Retry-After``; every retry logs a warning. Other 4xx are final: a 400 or 413 for a
 request of several entries is split in halves and each half sent again, so that exactly
 the entries Loki refuses are dropped and counted (Loki stores the valid part of a request
-it answers 400, and drops exact duplicates, so resending that part is safe: loki.md §2.1,
+it answers 400, and drops exact duplicates, so resending that part is safe: docs/loki.md §2.1,
 §2.5); a drop logs an error.
 
 Delivery guarantee: at least once. An entry is resent only as the same bytes (same
@@ -49,7 +49,7 @@ __all__ = ["LokiClient"]
 log = logging.getLogger("osqsdk.loki")
 
 _NS = 1_000_000_000
-# promtail and Alloy log at most the first line and 1 KiB of an error body (loki.md §1.8).
+# promtail and Alloy log at most the first line and 1 KiB of an error body (docs/loki.md §1.8).
 MAX_ERROR_BODY = 1024
 TRUNCATED_MARK = "…[truncated by osqsdk]"
 # Splitting a refused request costs requests; past this many per batch, what is left of a
@@ -434,7 +434,7 @@ class LokiClient:
                 return
             if status in (400, 413) and count > 1 and self._split_budget > 1:
                 # Find out which entries Loki refuses: it stored the rest of a 400 already
-                # and drops exact duplicates (loki.md §2.1, §2.5); a 413 stored nothing.
+                # and drops exact duplicates (docs/loki.md §2.1, §2.5); a 413 stored nothing.
                 self._split_budget -= 2
                 first, second = _halves(_resolve(streams))
                 self._deliver(first)

@@ -1,8 +1,8 @@
 """LokiConfig: every setting of the Loki logger, its default, and where values come from.
 
 Defaults start from the values Loki's own clients use (promtail and Alloy: batch 1 MiB or
-1 s, backoff 0.5 s to 5 min, 10 s timeout; loki.md §4.1, §4.2) and from Loki's default
-validation limits (loki.md §2.2), so that what osqsdk sends passes a stock Loki.
+1 s, backoff 0.5 s to 5 min, 10 s timeout; docs/loki.md §4.1, §4.2) and from Loki's default
+validation limits (docs/loki.md §2.2), so that what osqsdk sends passes a stock Loki.
 
 Sources, highest priority first: explicit keyword overrides (command-line flags), the
 environment (``OSQSDK_LOKI_<SETTING>``), a TOML file (``OSQSDK_LOKI_CONFIG`` or an explicit
@@ -38,7 +38,7 @@ DEFAULT_TIMEOUT_S = 10.0               # promtail/Alloy timeout / remote_timeout
 DEFAULT_MIN_BACKOFF_S = 0.5            # promtail/Alloy min_period
 DEFAULT_MAX_BACKOFF_S = 300.0          # promtail/Alloy max_period (5 min)
 # promtail gives up after 10 tries (~8.5 min) and loses the batch (loki#915); with a disk
-# spool behind it, retrying forever is the safer default (loki.md §7). 0 = forever.
+# spool behind it, retrying forever is the safer default (docs/loki.md §7). 0 = forever.
 DEFAULT_MAX_RETRIES = 0
 DEFAULT_MAX_LINE_BYTES = 256 * 1024    # Loki max_line_size
 DEFAULT_MAX_AGE_S = 7 * 86400          # Loki reject_old_samples_max_age
@@ -53,16 +53,16 @@ DEFAULT_LABELS: Mapping[str, str] = {"name": "name", "host": "host", "action": "
                                      "log_type": "log_type"}
 
 # Loki's burst (ingestion_burst_size_mb, 6 MiB) bounds what one request may carry; a bigger
-# request is answered 429 forever (loki.md §2.2).
+# request is answered 429 forever (docs/loki.md §2.2).
 MAX_BATCH_BYTES = 6 << 20
-# Loki's max_label_names_per_series (loki.md §2.2).
+# Loki's max_label_names_per_series (docs/loki.md §2.2).
 MAX_LABELS = 15
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
-# Tenant IDs Loki accepts: at most 150 of these characters, not "." or ".." (loki.md §1.7).
+# Tenant IDs Loki accepts: at most 150 of these characters, not "." or ".." (docs/loki.md §1.7).
 _TENANT = re.compile(r"[A-Za-z0-9!\-_.*'()]{1,150}\Z")
 
 # What a label may be made of: bounded values only. Row columns, counters and times are
-# never labels (loki.md §4.7); they stay in the line or go to structured metadata.
+# never labels (docs/loki.md §4.7); they stay in the line or go to structured metadata.
 LABEL_SOURCES = frozenset({"name", "host", "action", "log_type", "severity", "epoch"})
 METADATA_SOURCES = LABEL_SOURCES | {"counter", "calendar_time", "unix_time"}
 _DECORATION = "decoration:"

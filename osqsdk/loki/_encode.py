@@ -1,6 +1,6 @@
 """Push request bodies: protobuf in a raw snappy block (the default) or JSON (+gzip).
 
-Wire facts from loki.md §1.2-§1.5: protobuf bodies are ``application/x-protobuf``, a snappy
+Wire facts from docs/loki.md §1.2-§1.5: protobuf bodies are ``application/x-protobuf``, a snappy
 *block* (not the framed format) of ``logproto.PushRequest``; JSON bodies are the v1 schema
 with the timestamp as a string of Unix nanoseconds, and may be gzip-compressed (Loki does
 not undo snappy on JSON).
@@ -87,7 +87,7 @@ def encode(streams: Sequence[tuple[str, Sequence[Entry]]], encoding: str = "prot
     """Encode streams (label string, entries sorted by time) as one push request body."""
     count = sum(len(entries) for _, entries in streams)
     if encoding == "protobuf":
-        # Content-Encoding: snappy is optional for protobuf; Alloy sends it (loki.md §1.2).
+        # Content-Encoding: snappy is optional for protobuf; Alloy sends it (docs/loki.md §1.2).
         return Body(_protobuf(streams), {"Content-Type": "application/x-protobuf",
                                          "Content-Encoding": "snappy"}, count)
     data = _json(streams)

@@ -3,9 +3,9 @@
 Labels stay low-cardinality by construction: they can only come from the query name, the
 host identifier, the action, the log type, the status severity, the schedule epoch and
 decorations the user names (LABEL_SOURCES). Row values, counters and times stay in the
-line (loki.md §4.7). The label string is built the way promtail and Alloy build it: names
+line (docs/loki.md §4.7). The label string is built the way promtail and Alloy build it: names
 sorted, ``name="value"`` joined by ", ", values quoted with Go escapes, empty values left
-out (Loki drops them anyway; loki.md §1.6).
+out (Loki drops them anyway; docs/loki.md §1.6).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from osqsdk.loki._config import _DECORATION, LokiConfig
 
 __all__ = ["Entry", "Mapper", "format_labels", "quote_label_value", "sanitize_text"]
 
-# Loki's max_label_value_length (loki.md §2.2), in bytes of UTF-8.
+# Loki's max_label_value_length (docs/loki.md §2.2), in bytes of UTF-8.
 MAX_LABEL_VALUE_BYTES = 2048
 _NEEDS_QUOTING = re.compile(r'[\\"\x00-\x1f\x7f]')
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -63,7 +63,7 @@ def sanitize_text(text: str) -> str:
 
 
 def quote_label_value(value: str) -> str:
-    """A PromQL double-quoted string literal for ``value`` (Go escapes; loki.md §1.6)."""
+    """A PromQL double-quoted string literal for ``value`` (Go escapes; docs/loki.md §1.6)."""
     if _NEEDS_QUOTING.search(value):
         value = _NEEDS_QUOTING.sub(
             lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), value)
@@ -98,7 +98,7 @@ class Mapper:
 
     Timestamps are whole seconds from osquery's ``unixTime`` (status logs: ``u``); the spool
     adds a sub-second part fixed when the line is accepted, so identical lines logged in
-    the same second stay distinct and a resend is byte-identical (loki.md §2.5).
+    the same second stay distinct and a resend is byte-identical (docs/loki.md §2.5).
     """
 
     def __init__(self, config: LokiConfig) -> None:

@@ -4,7 +4,7 @@ Its answer to a result or snapshot line is success once the line is in the spool
 to the segment file, and fsynced too when ``fsync_interval`` is 0). It never answers a
 failure: osqueryd treats a failed result line as fatal, exits with code 78 and its watcher
 stops the whole daemon, and the line is lost anyway because osqueryd already stored the
-new results (protocol.md §4.6, osquery #7100). So:
+new results (docs/protocol.md §4.6, osquery #7100). So:
 
 * a result line is spooled as osqueryd sent it and given its labels when it is shipped,
   in the sending thread, so that osqueryd waits only for the write and a row count (the
@@ -14,7 +14,7 @@ new results (protocol.md §4.6, osquery #7100). So:
   (``memory_tail_bytes``), and counts what it cannot hold as dropped (``disk_full``);
 * any other failure to spool is logged and counted (``spool_error``).
 
-Status logs are wanted (features bit 1), events are not (protocol.md §4.1).
+Status logs are wanted (features bit 1), events are not (docs/protocol.md §4.1).
 """
 
 from __future__ import annotations

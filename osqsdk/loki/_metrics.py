@@ -1,11 +1,11 @@
 """Prometheus metrics of the Loki logger, on a registry of its own.
 
-Shaped like promtail's and Alloy's client metrics (loki.md §4.1, §4.2) so that the same
+Shaped like promtail's and Alloy's client metrics (docs/loki.md §4.1, §4.2) so that the same
 alerts carry over: sent/dropped entries and bytes with a ``reason`` label set to 0 at start
 (dashboards see every reason before the first drop), retries, request duration by status
 code, and the spool's size. ``osquery_results_total{name, action}`` counts result rows per
 query as they arrive from osqueryd (Loki up or not), what the promtail ``metrics`` stage
-gave in the reference osquery + Loki setup (loki.md §6), for alerting on e.g. new SSH
+gave in the reference osquery + Loki setup (docs/loki.md §6), for alerting on e.g. new SSH
 logins.
 """
 

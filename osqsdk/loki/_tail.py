@@ -8,7 +8,7 @@ The read position is written into the spool in the same write() as the lines rea
 it (a spool meta record), so the two cannot disagree after a crash: a restart resumes
 exactly after the last line that reached the spool, and the spool resends exactly what
 Loki did not acknowledge. Unlike promtail's positions file (read offsets, synced every
-10 s; loki.md §5.2), nothing is skipped or read twice.
+10 s; docs/loki.md §5.2), nothing is skipped or read twice.
 
 Rotation: when the path names a new file (rename rotation), the old file is read to its
 end first; a file that shrank (copytruncate) is read again from the start, with a warning.

@@ -90,7 +90,7 @@ class Engine:
     # -- extension tables ----------------------------------------------------------------
     def _check_new(self, name: str) -> None:
         if name in self.tables:
-            # osqueryd refuses the registration (protocol.md §2.3).
+            # osqueryd refuses the registration (docs/protocol.md §2.3).
             raise PluginDefinitionError(
                 f"Registry item {name} conflicts with another item of the same name.")
 

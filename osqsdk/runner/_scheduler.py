@@ -1,7 +1,7 @@
 """osqueryd's scheduler on a simulated clock: differential results, exactly as logged.
 
 What is reproduced (osquery/dispatcher/scheduler.cpp, osquery/core/query.cpp,
-config/packs.cpp; protocol.md §4.3, §5.3):
+config/packs.cpp; docs/protocol.md §4.3, §5.3):
 
 - a query runs when the simulated second is a multiple of its interval (osqueryd counts
   unix seconds); the clock starts at a second that is a multiple of every interval;

@@ -1,6 +1,6 @@
 """Values the way osqueryd converts them between its string rows and SQLite.
 
-Two directions (protocol.md §3.4, §3.5, §4.3):
+Two directions (docs/protocol.md §3.4, §3.5, §4.3):
 
 - ``to_sqlite``: a table's string value → the SQLite value osqueryd's DynamicTableRow
   hands to SQLite for the column type (osquery/sql/dynamic_table_row.cpp);

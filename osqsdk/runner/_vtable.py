@@ -1,4 +1,4 @@
-"""osqueryd's virtual table rules on SQLite, through apsw (protocol.md §3.3-§3.5).
+"""osqueryd's virtual table rules on SQLite, through apsw (docs/protocol.md §3.3-§3.5).
 
 Planning (xBestIndex) and filtering (xFilter) follow osquery/sql/virtual_table.cpp:
 constraints are passed only for INDEX, REQUIRED and ADDITIONAL columns (extension columns
@@ -169,7 +169,7 @@ class _Table:
 
     Destroy = Disconnect
 
-    # -- writes (protocol.md §3.6, osquery's xUpdate) -------------------------------------
+    # -- writes (docs/protocol.md §3.6, osquery's xUpdate) -------------------------------------
     def _values_json(self, fields: Sequence[Any]) -> str:
         values = []
         for column, value in zip(self.columns, fields):

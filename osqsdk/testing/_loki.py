@@ -1,6 +1,6 @@
 """LokiReceiver: an HTTP server that takes pushes the way Loki's distributor does.
 
-It follows the checklist of loki.md §3: content types and encodings as in §1.2 (protobuf
+It follows the checklist of docs/loki.md §3: content types and encodings as in §1.2 (protobuf
 in a raw snappy block; JSON plain, gzip or deflate; snappy JSON refused), the v1 JSON
 rules and the legacy JSON schema on ``/api/prom/push``, PromQL label strings, per-stream
 and per-entry validation with Loki's default limits and messages (§2.2), the tenant rules
@@ -44,7 +44,7 @@ _NS = 1_000_000_000
 _MiB = 1 << 20
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _TENANT = re.compile(r"[A-Za-z0-9!\-_.*'()]{1,150}\Z")
-# Loki's service_name discovery order (loki.md §2.1).
+# Loki's service_name discovery order (docs/loki.md §2.1).
 _SERVICE_SOURCES = ("service", "app", "application", "app_name", "name",
                     "app_kubernetes_io_name", "container", "container_name",
                     "k8s_container_name", "component", "workload", "job", "k8s_job_name")
@@ -91,7 +91,7 @@ def canonical(labels: list[tuple[str, str]]) -> str:
 
 
 def parse_label_string(text: str) -> list[tuple[str, str]]:
-    """Parse ``{name="value", ...}`` as PromQL's metric parser does (loki.md §1.6).
+    """Parse ``{name="value", ...}`` as PromQL's metric parser does (docs/loki.md §1.6).
 
     Raises ValueError with the position. Empty values are kept (the caller drops them).
     """
@@ -219,7 +219,7 @@ class _Stream:
 class LokiReceiver:
     """A Loki distributor double on 127.0.0.1. Use as a context manager or start()/stop().
 
-    Limits default to Loki's (loki.md §2.2); ``None`` switches a limit off. Times are in
+    Limits default to Loki's (docs/loki.md §2.2); ``None`` switches a limit off. Times are in
     seconds, sizes in bytes. ``store=False`` keeps counts and duplicate detection only
     (for long benchmarks). ``clock`` returns Unix seconds.
     """
@@ -279,7 +279,7 @@ class LokiReceiver:
         self.max_streams_per_user = max_streams_per_user
         self.discover_service_name = discover_service_name
         # Loki's ingester reports only the last stream's outcome of a request: an earlier
-        # stream's refused entries can come back as 204 (loki.md §2.1, quirk in instance.Push).
+        # stream's refused entries can come back as 204 (docs/loki.md §2.1, quirk in instance.Push).
         self.last_stream_error_only = last_stream_error_only
         self.store = store
         self.clock = clock
@@ -450,7 +450,7 @@ class LokiReceiver:
                 headers.get("Authorization") != self.required_authorization:
             raise _Refused(401, "unauthorized")  # what a gateway in front of Loki answers
         if not self.auth_enabled:
-            return "fake"  # the header is ignored (loki.md §1.7)
+            return "fake"  # the header is ignored (docs/loki.md §1.7)
         org = headers.get("X-Scope-OrgID")
         if not org:
             raise _Refused(401, "no org id")
@@ -484,7 +484,7 @@ class LokiReceiver:
         if len(body) > self.max_decompressed_size:
             raise _Refused(413, "request_body_too_large")
         if media == "application/json":
-            # snappy is not undone for JSON: such a body fails to parse (loki.md §1.2)
+            # snappy is not undone for JSON: such a body fails to parse (docs/loki.md §1.2)
             if "/loki/api/v1" in path.lower():
                 return self._json_v1(body)
             return self._json_legacy(body)
@@ -529,7 +529,7 @@ class LokiReceiver:
             labels = stream.get("stream") or {}
             if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
                 raise _Refused(400, "loghttp.Stream.stream: expect object of strings")
-            # Loki writes the keys unquoted into a label string (loki.md §1.3)
+            # Loki writes the keys unquoted into a label string (docs/loki.md §1.3)
             text = canonical(list(labels.items()))
             entries = []
             for value in _array(stream.get("values"), "loghttp.Stream.values"):

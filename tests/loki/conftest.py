@@ -14,7 +14,7 @@ from osqsdk.testing import LokiReceiver
 
 def result_line(i: int, *, name: str = "pack_ir_last", host: str = "web-1",
                 action: str = "added", unix_time: int | None = None, **columns: str) -> str:
-    """An osqueryd event-format result line (protocol.md §4.3) stamped now."""
+    """An osqueryd event-format result line (docs/protocol.md §4.3) stamped now."""
     unix_time = int(time.time()) if unix_time is None else unix_time
     row = {"host": "10.0.0.9", "pid": str(i), "tty": "pts/0", "type": "7",
            "username": f"user{i}", **columns}

@@ -149,7 +149,7 @@ def test_a_spool_failure_is_still_answered_success_and_counted(receiver, make_co
     logger = LokiLogger(make_config(receiver.url))
     logger.client.abort()  # the spool is closed now
     response = logger.call({"string": result_line(1), "category": "event"})
-    assert response.code == 0  # a failure would make osqueryd exit (protocol.md §4.6)
+    assert response.code == 0  # a failure would make osqueryd exit (docs/protocol.md §4.6)
     assert logger.metrics.value("osqsdk_loki_dropped_entries_total",
                                 reason=DropReason.SPOOL_ERROR.value) == 1
     assert any("could not spool" in r.getMessage() for r in caplog.records)

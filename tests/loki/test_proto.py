@@ -45,7 +45,7 @@ def test_committed_module_has_the_fields_of_the_proto():
              f.label == f.LABEL_REPEATED if hasattr(f, "label") else f.is_repeated)
             for f in message.fields}
     assert generated == declared
-    # Loki's field numbers (loki.md §1.5)
+    # Loki's field numbers (docs/loki.md §1.5)
     assert ("streams", 1, "StreamAdapter", True) in declared["PushRequest"]
     assert declared["EntryAdapter"] == {("timestamp", 1, "Timestamp", False),
                                         ("line", 2, "string", False),
@@ -72,7 +72,7 @@ def test_body_is_a_raw_snappy_block_of_lokis_wire_format():
     assert body.headers == {"Content-Type": "application/x-protobuf",
                             "Content-Encoding": "snappy"}
     raw = bytes(cramjam.snappy.decompress_raw(body.data))
-    # Built by hand from the wire tags in loki.md §1.5: PushRequest.streams (0x0A) >
+    # Built by hand from the wire tags in docs/loki.md §1.5: PushRequest.streams (0x0A) >
     # StreamAdapter.labels (0x0A), .entries (0x12) > EntryAdapter.timestamp (0x0A:
     # seconds 0x08, nanos 0x10), .line (0x12), .structuredMetadata (0x1A: name 0x0A,
     # value 0x12).

@@ -1,4 +1,4 @@
-"""The Loki receiver double follows the distributor's rules (loki.md §1-§3)."""
+"""The Loki receiver double follows the distributor's rules (docs/loki.md §1-§3)."""
 
 from __future__ import annotations
 
@@ -202,7 +202,7 @@ def test_only_the_last_streams_error_is_reported_like_lokis_ingester(receiver):
     push_proto(receiver, [('{a="1"}', [(ts, "x")])])
     status, _, _ = push_proto(receiver, [('{a="1"}', [(ts - 2 * 3600 * NS, "behind")]),
                                          ('{a="2"}', [(ts, "fine")])])
-    assert status == 204  # the quirk from loki.md §2.1
+    assert status == 204  # the quirk from docs/loki.md §2.1
     assert receiver.discarded["too_far_behind"] == 1
 
 

@@ -1,4 +1,4 @@
-"""The engine reproduces osqueryd's planning, context JSON and typing (protocol.md §3.3-§3.5)."""
+"""The engine reproduces osqueryd's planning, context JSON and typing (docs/protocol.md §3.3-§3.5)."""
 
 import json
 

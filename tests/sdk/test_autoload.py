@@ -1,4 +1,4 @@
-"""Launching an extension file the way osqueryd does (protocol.md §2.2)."""
+"""Launching an extension file the way osqueryd does (docs/protocol.md §2.2)."""
 
 import os
 import shutil

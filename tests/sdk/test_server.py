@@ -1,4 +1,4 @@
-"""The extension lifecycle against the manager double (protocol.md §2), with real sockets."""
+"""The extension lifecycle against the manager double (docs/protocol.md §2), with real sockets."""
 
 import json
 import os

@@ -197,7 +197,7 @@ def test_table_decorator_returns_the_plugin():
     assert generate(deco).rows == [{"a": "1"}]
 
 
-# -- writes (protocol.md §3.2, §3.6) -----------------------------------------------------
+# -- writes (docs/protocol.md §3.2, §3.6) -----------------------------------------------------
 class Store:
     def __init__(self):
         self.rows = {}

@@ -1,7 +1,7 @@
 """A threaded Thrift server for osquery's two services, on a unix socket.
 
 Why not thrift's own TServer classes: osqueryd opens one connection per call and pings on
-another connection first (protocol.md §1.1), so the server must answer pings while a slow
+another connection first (docs/protocol.md §1.1), so the server must answer pings while a slow
 ``generate`` runs (a bounded pool, not TSimpleServer), stop on request and remove its
 socket file (TThreadPoolServer's workers never return), and refuse replies that osqueryd
 could not read (Thrift's 100 MiB default message limit) with a status instead of a reply
@@ -170,7 +170,7 @@ def _escape_surrogates(response: ExtensionResponse) -> None:
 class _Acceptors:
     """Up to ``size`` threads that each accept a connection and serve it themselves.
 
-    osqueryd opens two connections per call (a ping probe, then the call; protocol.md §1.1):
+    osqueryd opens two connections per call (a ping probe, then the call; docs/protocol.md §1.1):
     handing each from an accept thread to a worker cost two thread wake-ups per connection.
     Here the thread that accepts serves; when it was the last one waiting in accept(), it
     starts another (up to ``size``), so pings are answered while a slow call runs.

@@ -1,4 +1,4 @@
-"""Unix-domain stream sockets the way osqueryd uses them (protocol.md §1.1, §1.5).
+"""Unix-domain stream sockets the way osqueryd uses them (docs/protocol.md §1.1, §1.5).
 
 Named pipes (Windows) would be a second implementation of ``listen`` and ``connect``.
 """

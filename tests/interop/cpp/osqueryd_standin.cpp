@@ -1,5 +1,5 @@
 // osqueryd_standin: plays osqueryd's side of an extension socket with Apache Thrift's C++
-// runtime, the way osqueryd does it (protocol.md §1.1): TSocket on the unix path, a
+// runtime, the way osqueryd does it (docs/protocol.md §1.1): TSocket on the unix path, a
 // TBufferedTransport, TBinaryProtocol, a new connection per call, and a liveness ping on a
 // separate connection before each call.
 //
@@ -221,7 +221,7 @@ int run_check(const std::string& path) {
   }
   expect(saw_i && saw_t, "echo saw the constraints on i and t");
 
-  // Writable table: insert (extension assigns the rowid), update, delete (protocol.md §3.6).
+  // Writable table: insert (extension assigns the rowid), update, delete (docs/protocol.md §3.6).
   auto ins = call(path, "table", "interop_kv",
                   {{"action", "insert"}, {"auto_rowid", "false"},
                    {"json_value_array", "[\"alpha\",7]"}, {"context", "{\"constraints\":[]}"}});
@@ -314,7 +314,7 @@ int run_check_plugins(const std::string& path) {
       "[{\"s\":2,\"f\":\"config.cpp\",\"i\":12,\"m\":\"bad pack\",\"h\":\"web-1\","
       "\"c\":\"Tue Nov 24 07:30:19 2026 UTC\",\"u\":1795505420}]";
 
-  // Logger: init, then features (answered in the status code), then logs (protocol.md §4).
+  // Logger: init, then features (answered in the status code), then logs (docs/protocol.md §4).
   auto init = call(path, "logger", "interop_logger", {{"init", "osqueryd"}});
   expect(init.status.code == 0, "logger init answers 0");
   auto features = call(path, "logger", "interop_logger", {{"action", "features"}});
@@ -369,7 +369,7 @@ int run_check_plugins(const std::string& path) {
     expect_eq(get(status[0], "unix_time"), "1795505420", "status unix time");
   }
 
-  // Config: genConfig and genPack (protocol.md §5).
+  // Config: genConfig and genPack (docs/protocol.md §5).
   auto conf = call(path, "config", "interop_config", {{"action", "genConfig"}});
   expect(conf.status.code == 0 && conf.response.size() == 1, "genConfig: one row");
   if (conf.response.size() == 1) {
@@ -388,7 +388,7 @@ int run_check_plugins(const std::string& path) {
   expect(escape.status.code == 1 && contains(escape.status.message, "outside"),
          "genPack refuses a path outside the root");
 
-  // Distributed: getQueries and writeResults (protocol.md §6).
+  // Distributed: getQueries and writeResults (docs/protocol.md §6).
   auto work = call(path, "distributed", "interop_distributed", {{"action", "getQueries"}});
   expect(work.status.code == 0 && work.response.size() == 1, "getQueries: one row");
   if (work.response.size() == 1) {
@@ -427,7 +427,7 @@ int run_bench(const std::string& path, const std::string& table, int calls, bool
   std::vector<double> latencies;
   latencies.reserve(calls);
   size_t rows = 0;
-  // The context osqueryd sends for SELECT * (protocol.md §3.4): one entry per column,
+  // The context osqueryd sends for SELECT * (docs/protocol.md §3.4): one entry per column,
   // sorted by name, with no constraints; every column used.
   auto cols = call(path, "table", table, {{"action", "columns"}}, with_probe);
   std::vector<std::pair<std::string, std::string>> columns;
