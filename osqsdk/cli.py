@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import click
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from dataclasses import KW_ONLY, dataclass
-from typing import Iterable
 
 from osqsdk.errors import PluginDefinitionError
 
@@ -35,7 +35,7 @@ class ColumnType(str, enum.Enum):
                         ColumnType.DOUBLE)
 
     @classmethod
-    def parse(cls, text: "str | ColumnType") -> "ColumnType":
+    def parse(cls, text: str | ColumnType) -> ColumnType:
         """Read either spelling (``UNSIGNED BIGINT``, ``unsigned_bigint``), any case."""
         if isinstance(text, ColumnType):
             return text
@@ -132,8 +132,8 @@ class Column:
         return bits
 
     @classmethod
-    def from_options(cls, name: str, type: "str | ColumnType", op: int, *,
-                     aliases: Iterable[str] = (), description: str = "") -> "Column":
+    def from_options(cls, name: str, type: str | ColumnType, op: int, *,
+                     aliases: Iterable[str] = (), description: str = "") -> Column:
         """Build a column from osquery's bitmask (the inverse of ``options``)."""
         opts = ColumnOptions(op)
         collate = next((n for n, bit in _COLLATIONS.items() if bit in opts), None)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from orjson import loads as _fast_loads  # a logger parses every line osqueryd sends
 
@@ -38,7 +39,7 @@ class Severity(enum.IntEnum):
     FATAL = 3
 
     @classmethod
-    def _missing_(cls, value: object) -> "Severity | None":
+    def _missing_(cls, value: object) -> Severity | None:
         return cls.INFO if isinstance(value, int) and value < 0 else (
             cls.FATAL if isinstance(value, int) else None)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from osqsdk.errors import ExtensionConnectionError, QueryError
 from osqsdk.extension._flags import DEFAULT_SOCKET
@@ -49,7 +50,7 @@ class ExtensionClient:
                 self._client.close()
                 self._client = None
 
-    def __enter__(self) -> "ExtensionClient":
+    def __enter__(self) -> ExtensionClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,8 @@ plugin would reject, and errors in plugin code reported instead of killing the c
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from osqsdk._osquery.columns import Column, ColumnType
 from osqsdk.errors import PluginDefinitionError

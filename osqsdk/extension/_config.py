@@ -12,9 +12,10 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from osqsdk._osquery.config import (
     MAX_CONFIG_BYTES,
@@ -33,7 +34,7 @@ GenConfigFunc = Callable[[], Mapping[str, "str | Mapping[str, Any]"]]
 GenPackFunc = Callable[[str, str], "str | Mapping[str, Any] | None"]
 
 
-def _as_text(value: "str | Mapping[str, Any]") -> str:
+def _as_text(value: str | Mapping[str, Any]) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from osqsdk._osquery.columns import ColumnType
 
@@ -39,7 +40,7 @@ class Operator(enum.IntEnum):
     OFFSET = 74
 
     @classmethod
-    def _missing_(cls, value: object) -> "Operator | None":
+    def _missing_(cls, value: object) -> Operator | None:
         if isinstance(value, int) and not isinstance(value, bool):
             member = int.__new__(cls, value)
             member._name_ = f"UNKNOWN_{value}"
@@ -88,7 +89,7 @@ class QueryContext:
     an empty set (``SELECT count(*)``) means no column values are needed at all.
     """
 
-    __slots__ = ("constraints", "affinities", "columns_used", "columns_used_bitset", "raw")
+    __slots__ = ("affinities", "columns_used", "columns_used_bitset", "constraints", "raw")
 
     def __init__(
         self,
@@ -106,7 +107,7 @@ class QueryContext:
         self.raw: dict[str, Any] = dict(raw or {})
 
     @classmethod
-    def from_json(cls, text: str | None) -> "QueryContext":
+    def from_json(cls, text: str | None) -> QueryContext:
         """Parse the ``context`` request value. Raises ValueError with the cause."""
         if text is None or text == "":
             return cls()  # SQL::selectAllFrom sends no context at all
@@ -117,7 +118,7 @@ class QueryContext:
         return cls.from_dict(raw)
 
     @classmethod
-    def from_dict(cls, raw: Any) -> "QueryContext":
+    def from_dict(cls, raw: Any) -> QueryContext:
         if not isinstance(raw, dict):
             raise ValueError(f"context must be a JSON object, not {type(raw).__name__}")
         constraints: dict[str, tuple[Constraint, ...]] = {}

@@ -16,7 +16,8 @@ import itertools
 import threading
 import time as _time
 from collections import deque
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from osqsdk._osquery.columns import Column, ColumnType
 from osqsdk.errors import PluginDefinitionError

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from osqsdk._osquery.records import ResultLog, StatusLog, parse_result, parse_status_batch
 from osqsdk.errors import OsqsdkError
 from osqsdk.extension._plugin import Plugin, Response
 
-__all__ = ["LoggerFailure", "LoggerPlugin", "FEATURE_STATUS_LOGS", "FEATURE_EVENTS"]
+__all__ = ["FEATURE_EVENTS", "FEATURE_STATUS_LOGS", "LoggerFailure", "LoggerPlugin"]
 
 log = logging.getLogger("osqsdk.logger")
 

@@ -18,8 +18,9 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from osqsdk.errors import ExtensionError
 from osqsdk.extension._launch import ExtensionProcess, launched_at
@@ -128,8 +129,8 @@ class ManagerDouble:
         query: Callable[[str], tuple[int, str, list[dict[str, str]]]] | None = None,
         columns: Callable[[str], tuple[int, str, list[dict[str, str]]]] | None = None,
         core_call: Callable[[str, str, Mapping[str, str]], Response] | None = None,
-        on_register: Callable[["RegisteredExtension"], None] | None = None,
-        on_remove: Callable[["RegisteredExtension"], None] | None = None,
+        on_register: Callable[[RegisteredExtension], None] | None = None,
+        on_remove: Callable[[RegisteredExtension], None] | None = None,
         seed: int | None = None,
     ) -> None:
         self._tmpdir: str | None = None
@@ -161,7 +162,7 @@ class ManagerDouble:
         self._health: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> "ManagerDouble":
+    def start(self) -> ManagerDouble:
         for stale in glob.glob(glob.escape(self.socket_path) + ".*"):
             os.unlink(stale)  # osqueryd removes old extension sockets when it starts
         self._server.start()
@@ -192,7 +193,7 @@ class ManagerDouble:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 
-    def __enter__(self) -> "ManagerDouble":
+    def __enter__(self) -> ManagerDouble:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

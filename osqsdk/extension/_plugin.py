@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 import logging
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 __all__ = ["REGISTRIES", "Plugin", "Response"]
 
@@ -25,11 +26,11 @@ class Response(NamedTuple):
     rows: list[dict[str, Any]] = []
 
     @classmethod
-    def ok(cls, rows: list[dict[str, Any]] | None = None) -> "Response":
+    def ok(cls, rows: list[dict[str, Any]] | None = None) -> Response:
         return cls(0, "OK", rows if rows is not None else [])
 
     @classmethod
-    def failed(cls, message: str, code: int = 1) -> "Response":
+    def failed(cls, message: str, code: int = 1) -> Response:
         return cls(code, message, [])
 
 

@@ -10,7 +10,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Iterable, Mapping, NoReturn, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NoReturn
 
 from osqsdk.errors import (
     ExtensionError,

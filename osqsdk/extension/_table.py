@@ -6,8 +6,9 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from osqsdk._osquery.columns import Column, ColumnType
 from osqsdk.errors import (

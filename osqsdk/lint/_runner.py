@@ -232,7 +232,7 @@ def run_documents(documents: list[Document], loader_reports: list[Report], setti
         for rec in doc.queries:
             try:
                 unit = engine.unit(doc, rec)
-            except Exception as exc:  # noqa: BLE001 - a bug of ours must not hide the rest
+            except Exception as exc:
                 reports.append(_failed(exc, DocAnchor(rec.path), doc))
                 continue
             units.append(unit)
@@ -240,14 +240,14 @@ def run_documents(documents: list[Document], loader_reports: list[Report], setti
                 try:
                     for rep in rule.check(unit):
                         reports.append(Report(rep.rule, rep.args, rep.anchor, unit, doc))
-                except Exception as exc:  # noqa: BLE001 - reported as OSQ009
+                except Exception as exc:
                     reports.append(_failed(exc, DocAnchor(rec.path), doc, rule))
         for rule in doc_rules:
             try:
                 for rep in rule.check(doc):
                     reports.append(Report(rep.rule, rep.args, rep.anchor, None,
                                           rep.document or doc))
-            except Exception as exc:  # noqa: BLE001 - reported as OSQ009
+            except Exception as exc:
                 reports.append(_failed(exc, FileAnchor(1, 1), doc, rule))
         if progress is not None:
             progress(i + 1, total)
@@ -255,7 +255,7 @@ def run_documents(documents: list[Document], loader_reports: list[Report], setti
     for rule in run_rules:
         try:
             reports.extend(rule.check(run))
-        except Exception as exc:  # noqa: BLE001 - reported as OSQ009
+        except Exception as exc:
             if documents:
                 reports.append(_failed(exc, FileAnchor(1, 1), documents[0], rule))
     findings = _place(reports, settings, engine)

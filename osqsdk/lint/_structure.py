@@ -84,7 +84,7 @@ def conforms(value: Any, schema: dict[str, Any], root: dict[str, Any] | None = N
             if key in props:
                 if not conforms(item, props[key], root):
                     return False
-            elif extra is False or isinstance(extra, dict) and not conforms(item, extra, root):
+            elif extra is False or (isinstance(extra, dict) and not conforms(item, extra, root)):
                 return False
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         items = schema["items"]

@@ -7,8 +7,9 @@ the client does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from osqsdk.loki._labels import Entry, Mapper
 from osqsdk.loki._metrics import DropReason

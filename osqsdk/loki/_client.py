@@ -30,7 +30,8 @@ import random
 import threading
 import time
 import warnings
-from typing import Any, Callable, Mapping, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Union
 
 import urllib3
 
@@ -282,7 +283,7 @@ class LokiClient:
             self._metrics_server.server_close()
             self._metrics_server = None
 
-    def __enter__(self) -> "LokiClient":
+    def __enter__(self) -> LokiClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,18 +16,34 @@ import os
 import re
 import sys
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from osqsdk.loki._errors import LokiConfigError
 
 __all__ = [
-    "DEFAULT_BATCH_BYTES", "DEFAULT_BATCH_WAIT_S", "DEFAULT_DRAIN_TIMEOUT_S",
-    "DEFAULT_FSYNC_INTERVAL_S", "DEFAULT_LABELS", "DEFAULT_MAX_AGE_S", "DEFAULT_MAX_BACKOFF_S",
-    "DEFAULT_MAX_FUTURE_S", "DEFAULT_MAX_LINE_BYTES", "DEFAULT_MAX_RETRIES",
-    "DEFAULT_MEMORY_TAIL_BYTES", "DEFAULT_MIN_BACKOFF_S", "DEFAULT_PUSH_PATH",
-    "DEFAULT_SEGMENT_BYTES", "DEFAULT_SPOOL_MAX_BYTES", "DEFAULT_STATIC_LABELS",
-    "DEFAULT_TIMEOUT_S", "LABEL_SOURCES", "LokiConfig", "METADATA_SOURCES", "Secret",
+    "DEFAULT_BATCH_BYTES",
+    "DEFAULT_BATCH_WAIT_S",
+    "DEFAULT_DRAIN_TIMEOUT_S",
+    "DEFAULT_FSYNC_INTERVAL_S",
+    "DEFAULT_LABELS",
+    "DEFAULT_MAX_AGE_S",
+    "DEFAULT_MAX_BACKOFF_S",
+    "DEFAULT_MAX_FUTURE_S",
+    "DEFAULT_MAX_LINE_BYTES",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_MEMORY_TAIL_BYTES",
+    "DEFAULT_MIN_BACKOFF_S",
+    "DEFAULT_PUSH_PATH",
+    "DEFAULT_SEGMENT_BYTES",
+    "DEFAULT_SPOOL_MAX_BYTES",
+    "DEFAULT_STATIC_LABELS",
+    "DEFAULT_TIMEOUT_S",
+    "LABEL_SOURCES",
+    "METADATA_SOURCES",
+    "LokiConfig",
+    "Secret",
     "load_config",
 ]
 

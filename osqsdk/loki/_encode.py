@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import cramjam
 
@@ -30,7 +30,7 @@ _dict_cache: dict[str, dict[str, str]] = {}
 class Body:
     """An encoded request: bytes plus the headers that describe them."""
 
-    __slots__ = ("data", "headers", "entries")
+    __slots__ = ("data", "entries", "headers")
 
     def __init__(self, data: bytes, headers: Mapping[str, str], entries: int) -> None:
         self.data = data

@@ -21,7 +21,8 @@ import signal
 import struct
 import subprocess
 import sys
-from typing import Any, BinaryIO, Sequence
+from collections.abc import Sequence
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -31,7 +32,7 @@ from osqsdk.loki._encode import encode
 from osqsdk.loki._labels import Entry, Mapper
 from osqsdk.loki._metrics import DropReason
 
-__all__ = ["EncoderBatchError", "EncoderError", "EncoderProcess", "Encoded"]
+__all__ = ["Encoded", "EncoderBatchError", "EncoderError", "EncoderProcess"]
 
 _FRAME = struct.Struct("<II")
 # How the child starts: ``python -I -c _BOOTSTRAP <sys.path entries of the parent>``.
@@ -53,7 +54,7 @@ class EncoderBatchError(EncoderError):
 class Encoded:
     """A batch as the encoder process returned it."""
 
-    __slots__ = ("body", "headers", "entries", "nbytes", "dropped", "unreadable")
+    __slots__ = ("body", "dropped", "entries", "headers", "nbytes", "unreadable")
 
     def __init__(self, body: bytes | None, headers: dict[str, str], entries: int, nbytes: int,
                  dropped: list[Dropped], unreadable: list[str]) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from osqsdk._osquery.records import (
     _KNOWN_KEYS,

@@ -23,7 +23,8 @@ import collections
 import dataclasses
 import json
 import logging
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from osqsdk._osquery.records import ResultLog, StatusLog, parse_result
 from osqsdk.extension._logger import LoggerPlugin

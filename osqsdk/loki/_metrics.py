@@ -14,7 +14,8 @@ from __future__ import annotations
 import collections
 import enum
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily

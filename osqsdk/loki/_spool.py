@@ -41,8 +41,8 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from osqsdk.loki._errors import SpoolError
 from osqsdk.loki._labels import Entry, sanitize_text
@@ -894,7 +894,7 @@ class Spool:
                 os.close(self._lock_fd)
                 self._lock_fd = -1
 
-    def __enter__(self) -> "Spool":
+    def __enter__(self) -> Spool:
         return self
 
     def __exit__(self, *exc: object) -> None:

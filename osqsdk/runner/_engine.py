@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import apsw
 
@@ -77,7 +78,7 @@ class Engine:
                                            strict=strict_fixtures))
 
     @property
-    def calls(self) -> "deque[CallRecord]":
+    def calls(self) -> deque[CallRecord]:
         return self.module.calls
 
     def _fixture_rows(self, name: str):  # type: ignore[no-untyped-def]
@@ -150,7 +151,7 @@ class Engine:
         return manager.start()
 
     def _attach_extension(self, ext: Any) -> None:
-        from osqsdk.runner._scheduler import RemoteLogger
+        from osqsdk.runner._remote import RemoteLogger
 
         for name, routes in ext.registry.get("table", {}).items():
             self.add_remote(ext.socket_path, name, routes)
@@ -227,7 +228,7 @@ class Engine:
     def close(self) -> None:
         self.connection.close()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:

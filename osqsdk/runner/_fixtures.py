@@ -65,7 +65,7 @@ class Fixtures:
             fixture.ticks = sorted([*(t for t in fixture.ticks if t[0] != tick), (tick, list(rows))])
 
     @classmethod
-    def load(cls, directory: str | Path, schema: Any = None) -> "Fixtures":
+    def load(cls, directory: str | Path, schema: Any = None) -> Fixtures:
         """Read every fixture file in ``directory``; with ``schema``, check tables and columns."""
         root = Path(directory)
         if not root.is_dir():

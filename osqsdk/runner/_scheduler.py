@@ -25,17 +25,19 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from math import gcd
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from osqsdk._osquery.config import ConfigProblem, osquery_bool
 from osqsdk.errors import OsqsdkError, QueryError
 from osqsdk.extension._config import DirectoryConfig
 from osqsdk.extension._plugin import Response
 from osqsdk.runner._engine import Engine
+from osqsdk.runner._remote import RemoteLogger
 from osqsdk.runner._values import result_text
 
 __all__ = ["LogLine", "RemoteLogger", "ScheduledQuery", "Scheduler", "SchedulerStopped",
@@ -193,29 +195,6 @@ def diff_rows(previous: Sequence[Mapping[str, Any]], current: Sequence[Mapping[s
             added.append(dict(row))
     removed = [dict(by_key[key]) for key in sorted(old.elements())]
     return added, removed
-
-
-class RemoteLogger:
-    """A logger plugin in a running extension, called the way osqueryd calls it."""
-
-    def __init__(self, socket_path: str, name: str, *, timeout: float = 300.0) -> None:
-        self.socket_path = socket_path
-        self.name = name
-        self.timeout = timeout
-
-    def call(self, request: Mapping[str, str]) -> Response:
-        from osqsdk.errors import ExtensionError
-        from osqsdk.extension._wire.client import Client
-
-        try:
-            with Client(self.socket_path, timeout=10.0, manager=False) as probe:
-                if probe.ping().code == 1:
-                    return Response.failed(f"Extension socket not available: {self.socket_path}")
-            with Client(self.socket_path, timeout=self.timeout, manager=False) as client:
-                reply = client.call("logger", self.name, request)
-        except ExtensionError as exc:
-            return Response.failed(f"Extension call failed: {exc}")
-        return Response(reply.code, reply.message, reply.rows)
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from osqsdk._osquery.columns import ColumnOptions, ColumnType
 from osqsdk.extension._table import TablePlugin, coerce_value

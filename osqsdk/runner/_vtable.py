@@ -14,8 +14,9 @@ from __future__ import annotations
 import itertools
 import json
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import apsw
 
@@ -100,7 +101,7 @@ class CallRecord:
 
 
 class _Table:
-    def __init__(self, module: "VirtualTableModule", source: TableSource) -> None:
+    def __init__(self, module: VirtualTableModule, source: TableSource) -> None:
         self.module = module
         self.source = source
         self.columns = list(source.columns)
@@ -108,7 +109,7 @@ class _Table:
         self._next = itertools.count(1)
 
     # -- planning ------------------------------------------------------------------------
-    def BestIndexObject(self, info: apsw.IndexInfo) -> bool:  # noqa: N802 (apsw's name)
+    def BestIndexObject(self, info: apsw.IndexInfo) -> bool:
         cost = _MAX_COST
         constraints: list[tuple[int, int]] = []
         in_lists: set[int] = set()
@@ -161,10 +162,10 @@ class _Table:
         info.estimatedCost = cost
         return True
 
-    def Open(self) -> "_Cursor":  # noqa: N802
+    def Open(self) -> _Cursor:
         return _Cursor(self)
 
-    def Disconnect(self) -> None:  # noqa: N802
+    def Disconnect(self) -> None:
         pass
 
     Destroy = Disconnect
@@ -214,7 +215,7 @@ class _Table:
             raise apsw.SQLError("SQL logic error")
         return rows[0]
 
-    def UpdateInsertRow(self, rowid: int | None, fields: Sequence[Any]) -> int:  # noqa: N802
+    def UpdateInsertRow(self, rowid: int | None, fields: Sequence[Any]) -> int:
         request = {"action": "insert", "json_value_array": self._values_json(fields)}
         if rowid is not None:
             request.update(auto_rowid="true", id=str(rowid))
@@ -228,13 +229,13 @@ class _Table:
         except (KeyError, ValueError):
             raise apsw.SQLError("the table did not return a valid rowid") from None
 
-    def UpdateChangeRow(self, row: int, newrowid: int, fields: Sequence[Any]) -> None:  # noqa: N802
+    def UpdateChangeRow(self, row: int, newrowid: int, fields: Sequence[Any]) -> None:
         request = {"action": "update", "id": str(row), "json_value_array": self._values_json(fields)}
         if newrowid != row:
             request["new_id"] = str(newrowid)
         self._write(request)
 
-    def UpdateDeleteRow(self, rowid: int) -> None:  # noqa: N802
+    def UpdateDeleteRow(self, rowid: int) -> None:
         self._write({"action": "delete", "id": str(rowid)})
 
 
@@ -255,7 +256,7 @@ class _Cursor:
         self.rows: list[dict[str, Any]] = []
         self.position = 0
 
-    def Filter(self, indexnum: int, indexname: str, args: Sequence[Any]) -> None:  # noqa: N802
+    def Filter(self, indexnum: int, indexname: str, args: Sequence[Any]) -> None:
         table = self.table
         plan = table.plans.get(indexnum, _Plan([], set(), [], 0))
         lists: dict[str, list[dict[str, Any]]] = {c.name: [] for c in table.columns}
@@ -286,13 +287,13 @@ class _Cursor:
         self.rows = table.source.generate(json.dumps(context, separators=(",", ":")))
         self.position = 0
 
-    def Eof(self) -> bool:  # noqa: N802
+    def Eof(self) -> bool:
         return self.position >= len(self.rows)
 
-    def Next(self) -> None:  # noqa: N802
+    def Next(self) -> None:
         self.position += 1
 
-    def Rowid(self) -> int:  # noqa: N802
+    def Rowid(self) -> int:
         row = self.rows[self.position]
         rowid = row.get("rowid")
         if rowid is None:
@@ -303,7 +304,7 @@ class _Cursor:
             raise apsw.SQLError(f"table {self.table.source.name} returned a bad rowid "
                                 f"{rowid!r}") from None
 
-    def Column(self, number: int) -> Any:  # noqa: N802
+    def Column(self, number: int) -> Any:
         if number == -1:
             return self.Rowid()
         column = self.table.columns[number]
@@ -311,7 +312,7 @@ class _Cursor:
             column = self.table.columns[column.alias_of]
         return to_sqlite(self.rows[self.position].get(column.name), column.type)
 
-    def Close(self) -> None:  # noqa: N802
+    def Close(self) -> None:
         self.rows = []
 
 
@@ -331,7 +332,7 @@ class VirtualTableModule:
         statement = create_statement(source.name, table.columns)
 
         class Module:
-            def Create(self, *args: Any) -> tuple[str, _Table]:  # noqa: N802
+            def Create(self, *args: Any) -> tuple[str, _Table]:
                 return statement, table
 
             Connect = Create

@@ -34,7 +34,8 @@ import struct
 import threading
 import time
 import zlib
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import cramjam
 
@@ -204,7 +205,7 @@ class _Bucket:
 
 
 class _Stream:
-    __slots__ = ("labels", "entries", "seen", "highest", "last", "bucket", "count")
+    __slots__ = ("bucket", "count", "entries", "highest", "labels", "last", "seen")
 
     def __init__(self, labels: str) -> None:
         self.labels = labels
@@ -300,7 +301,7 @@ class LokiReceiver:
         self._conns: set[socket.socket] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> "LokiReceiver":
+    def start(self) -> LokiReceiver:
         self.up()
         return self
 
@@ -343,7 +344,7 @@ class LokiReceiver:
         finally:
             self.up()
 
-    def __enter__(self) -> "LokiReceiver":
+    def __enter__(self) -> LokiReceiver:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -764,9 +765,7 @@ class LokiReceiver:
                 outcome = (429 if last_was_rate else 400,
                            f"{body},\nuser '{tenant}', total ignored: {len(failures)} out of "
                            f"{len(entries)} for stream: {canon}")
-            if self.last_stream_error_only:
-                result = outcome
-            elif outcome is not None and result is None:
+            if self.last_stream_error_only or (outcome is not None and result is None):
                 result = outcome
         self.entry_count += stored
         return stored, result

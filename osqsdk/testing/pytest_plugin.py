@@ -13,8 +13,9 @@ Nothing heavy is imported until a fixture is used.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 

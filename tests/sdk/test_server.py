@@ -203,7 +203,7 @@ def raw_exchange(path, payload, read=True):
                 data += chunk
                 if len(data) > 8:
                     break
-        except socket.timeout:
+        except TimeoutError:
             pass
     sock.close()
     return data

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.protocol.TProtocol import TProtocolException
@@ -41,7 +42,7 @@ _MAX_REPLY_ITEMS = 1 << 24
 class Reply:
     """A status plus rows, the shape of osquery's ExtensionResponse in plain types."""
 
-    __slots__ = ("code", "message", "uuid", "rows")
+    __slots__ = ("code", "message", "rows", "uuid")
 
     def __init__(self, code: int, message: str, uuid: int = 0, rows: list[dict[str, str]] | None = None):
         self.code = code
@@ -50,13 +51,13 @@ class Reply:
         self.rows = rows if rows is not None else []
 
     @classmethod
-    def from_status(cls, status: ExtensionStatus | None, rows: list | None = None) -> "Reply":
+    def from_status(cls, status: ExtensionStatus | None, rows: list | None = None) -> Reply:
         if status is None:  # C++ reads a missing status as a default one: code 0
             return cls(0, "", 0, rows)
         return cls(status.code or 0, status.message or "", status.uuid or 0, rows)
 
     @classmethod
-    def from_response(cls, response: ExtensionResponse | None) -> "Reply":
+    def from_response(cls, response: ExtensionResponse | None) -> Reply:
         if response is None:
             raise ProtocolError("the peer returned no ExtensionResponse")
         return cls.from_status(response.status, list(response.response or ()))
@@ -72,7 +73,7 @@ def map_errors(what: str) -> Iterator[None]:
         yield
     except ExtensionError:
         raise
-    except socket.timeout as exc:
+    except TimeoutError as exc:
         raise ExtensionTimeout(f"{what}: timed out") from exc
     except TTransportException as exc:
         if exc.type == TTransportException.TIMED_OUT or isinstance(exc.inner, socket.timeout):
@@ -103,7 +104,7 @@ class Client:
         with contextlib.suppress(OSError):
             self._sock.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -43,7 +43,7 @@ def connect(path: str, timeout: float | None) -> socket.socket:
     sock.settimeout(timeout)
     try:
         sock.connect(path)
-    except socket.timeout as exc:
+    except TimeoutError as exc:
         sock.close()
         raise ExtensionTimeout(f"connecting to {path} timed out after {timeout}s") from exc
     except OSError as exc:
