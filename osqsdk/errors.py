@@ -15,7 +15,6 @@
     │   ├── ConstraintViolation            answered as osqueryd's "constraint" status
     │   └── ReadOnlyTable                  answered as osqueryd's "readonly" status
     ├── SchemaError(ValueError)            unreadable or invalid schema data
-    ├── PackError(ValueError)              a pack or config that cannot be read at all
     └── LokiError                          (osqsdk.loki) the Loki logger
         ├── LokiConfigError(ValueError)    a setting is missing or invalid
         └── SpoolError                     the spool directory cannot be used
@@ -32,7 +31,6 @@ __all__ = [
     "ExtensionError",
     "ExtensionTimeout",
     "OsqsdkError",
-    "PackError",
     "PluginDefinitionError",
     "ProtocolError",
     "QueryError",
@@ -109,6 +107,3 @@ class ReadOnlyTable(TableWriteError):
 class SchemaError(OsqsdkError, ValueError):
     """Schema data could not be read or does not have the expected shape."""
 
-
-class PackError(OsqsdkError, ValueError):
-    """A pack or config file cannot be read at all (not even after comment stripping)."""

@@ -57,7 +57,8 @@ class ExtensionProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, err = self.proc.communicate()
-            raise AssertionError(f"{self.args} did not exit within {timeout}s; stderr:\n{err}")
+            raise AssertionError(
+                f"{self.args} did not exit within {timeout}s; stderr:\n{err}") from None
         self._out = (out, err)
         return self.proc.returncode
 

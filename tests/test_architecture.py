@@ -46,3 +46,10 @@ def test_a_forbidden_import_breaks_its_contract(tmp_path, module, line, contract
     assert result.returncode != 0, result.stdout
     broken = result.stdout.split("Broken contracts", 1)[-1]
     assert contract in broken, result.stdout
+
+
+def test_ruff_is_clean_with_the_projects_rule_selection():
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run([str(ruff), "check", "--no-cache", "osqsdk", "tests", "extensions"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

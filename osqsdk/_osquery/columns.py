@@ -121,7 +121,8 @@ class Column:
     def options(self) -> ColumnOptions:
         """osquery's option bitmask for this column."""
         bits = ColumnOptions.DEFAULT
-        for flag, bit in ((self.index, ColumnOptions.INDEX), (self.required, ColumnOptions.REQUIRED),
+        for flag, bit in ((self.index, ColumnOptions.INDEX),
+                          (self.required, ColumnOptions.REQUIRED),
                           (self.additional, ColumnOptions.ADDITIONAL),
                           (self.optimized, ColumnOptions.OPTIMIZED),
                           (self.hidden, ColumnOptions.HIDDEN)):

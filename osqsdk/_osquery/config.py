@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["C_SPACE", "MAX_CONFIG_BYTES", "MAX_DEPTH", "ConfigProblem", "StrippedText", "is_interval",
-           "osquery_bool", "parse_interval", "parse_osquery_json", "strip_config",
+__all__ = ["C_SPACE", "MAX_CONFIG_BYTES", "MAX_DEPTH", "ConfigProblem", "StrippedText",
+           "is_interval", "osquery_bool", "parse_interval", "parse_osquery_json", "strip_config",
            "strip_config_comments", "validate_config", "validate_pack"]
 
 # osqueryd's limit on a config or pack after comment stripping: 1 MiB in released 5.x,
@@ -127,7 +127,7 @@ def parse_osquery_json(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) 
         raise ConfigProblem(f"{what} is {size} bytes after comment stripping; osqueryd accepts "
                             f"at most {max_bytes} bytes")
     # Reject absurd nesting before json.loads recurses into it.
-    if re.search(r"[\[{]{%d,}" % (MAX_DEPTH + 1), stripped):
+    if re.search(rf"[\[{{]{{{MAX_DEPTH + 1},}}", stripped):
         raise ConfigProblem(f"{what} nests deeper than osqueryd's {MAX_DEPTH} levels")
     try:
         data = json.loads(stripped)
@@ -240,7 +240,8 @@ def validate_config(config: Any) -> list[str]:
                 if not str(seconds).isdigit():
                     problems.append(f"decorators.interval.{seconds}: key must be seconds")
                 if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
-                    problems.append(f"decorators.interval.{seconds}: must be an array of SQL strings")
+                    problems.append(f"decorators.interval.{seconds}: must be an array of SQL "
+                                    "strings")
     return problems
 
 

@@ -28,7 +28,8 @@ def extension() -> None:
 @click.option("--interval", type=float, default=3.0, show_default=True,
               help="Seconds between checks that osqueryd is alive.")
 @click.option("--verbose", is_flag=True, help="Log debug messages.")
-@click.option("--name", default=None, help="Extension name (default: EXTENSION_NAME or the file name).")
+@click.option("--name", default=None,
+              help="Extension name (default: EXTENSION_NAME or the file name).")
 def run(file: str, socket_path: str, timeout: float, interval: float, verbose: bool,
         name: str | None) -> int:
     """Serve every plugin FILE defines (osqsdk or osquery-python plugins).
@@ -86,7 +87,7 @@ def check(paths: tuple[str, ...], autoload_file: str | None, uid: int | None) ->
             text = Path(autoload_file).read_text()
         except OSError as exc:
             click.echo(f"osqsdk: {autoload_file}: {exc.strerror}", err=True)
-            raise click.exceptions.Exit(2)
+            raise click.exceptions.Exit(2) from None
         targets += [(p, True) for p in autoload_entries(text, Path(autoload_file).parent)]
     if not targets:
         click.echo("osqsdk: name extension paths or --autoload FILE", err=True)

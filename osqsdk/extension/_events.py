@@ -78,7 +78,7 @@ class EventTable(TablePlugin):
                                         f"{', '.join(sorted(unknown))} not a column")
         stamp = int(self.clock() if time is None else time)
         with self._lock:
-            event = {**row, "time": stamp, "eid": "%010d" % next(self._eids)}
+            event = {**row, "time": stamp, "eid": f"{next(self._eids):010d}"}
             self._events.append(event)
             while len(self._events) > self.max_events:
                 self._events.popleft()

@@ -142,7 +142,8 @@ class ManagerDouble:
         self.health_interval = health_interval
         self.timeout = timeout
         self._core: dict[str, frozenset[str]] = dict(CORE_PLUGINS)
-        self._core["table"] = frozenset(core_tables if core_tables is not None else _schema_tables())
+        self._core["table"] = frozenset(core_tables if core_tables is not None
+                                        else _schema_tables())
         self._options = {k: v for k, v in DEFAULT_OPTIONS.items()}
         for key, value in (options or {}).items():
             self._options[key] = (str(value), self._options.get(key, ("", "string"))[1])

@@ -17,13 +17,17 @@ REGISTRIES = frozenset({
     "event_subscriber", "logger", "numeric_monitoring", "sql", "table",
 })
 
+# The rows of a Response built without any: one list shared by all such responses (a
+# NamedTuple default is evaluated once), so it must never be mutated.
+_NO_ROWS: list[dict[str, Any]] = []
+
 
 class Response(NamedTuple):
     """A plugin's answer: osquery's status code and message, and the response rows."""
 
     code: int = 0
     message: str = "OK"
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = _NO_ROWS
 
     @classmethod
     def ok(cls, rows: list[dict[str, Any]] | None = None) -> Response:

@@ -66,9 +66,9 @@ def coerce_value(value: Any, type_: ColumnType, column: str = "?") -> str | byte
     cls = value.__class__
     if cls is str:
         return value
-    if cls is bool:
+    if cls is bool:  # bool cannot be subclassed: this catches every bool
         return "1" if value else "0"
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int):
         bounds = _RANGES.get(type_)
         if bounds is not None and not bounds[0] <= value <= bounds[1]:
             hint = "declare it BIGINT" if type_ is ColumnType.INTEGER else "send it as TEXT"
@@ -88,8 +88,6 @@ def coerce_value(value: Any, type_: ColumnType, column: str = "?") -> str | byte
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    if isinstance(value, bool):  # bool subclasses (numpy.bool_ is not one, but be safe)
-        return "1" if value else "0"
     return str(value)
 
 
@@ -164,7 +162,8 @@ class TablePlugin(Plugin):
                 seen[label.lower()] = column.name
         for alias in aliases:
             if not isinstance(alias, str) or not _TABLE_NAME.match(alias):
-                raise PluginDefinitionError(f"table {name!r}: alias {alias!r} is not a SQL identifier")
+                raise PluginDefinitionError(
+                    f"table {name!r}: alias {alias!r} is not a SQL identifier")
         self.name = name
         self.columns: tuple[Column, ...] = tuple(columns)
         self.generate = generate
@@ -277,8 +276,9 @@ class TablePlugin(Plugin):
             try:
                 rows = list(rows)
             except TypeError:
-                raise ValueCoercionError(f"table {self.name!r}: generate returned "
-                                         f"{type(rows).__name__}, not an iterable of rows") from None
+                raise ValueCoercionError(
+                    f"table {self.name!r}: generate returned {type(rows).__name__}, not an "
+                    "iterable of rows") from None
         keep = None
         if columns_used is not None and not columns_used.issuperset(self._types):
             keep = {name: name in columns_used for name in self._convert}

@@ -55,10 +55,7 @@ def _sql_list(value: Any) -> Iterator[tuple[int, str]]:
 
 
 def _within(path: str, roots: list[str]) -> bool:
-    for root in roots:
-        if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
-            return True
-    return False
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
 class Loader:
@@ -210,7 +207,7 @@ class Loader:
                                                          detail=exc.message))
             return None
         doc.value, doc.positions = value, positions
-        for obj_path, key, offset in positions.duplicates:
+        for _obj_path, key, offset in positions.duplicates:
             line, col = source.position(stripped.original(offset))
             self.reports.append(R.DuplicateKey.report(
                 FileAnchor(line, col, line, col + len(key) + 2, path=display), key=key))

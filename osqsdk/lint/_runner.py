@@ -338,9 +338,9 @@ def _record_at(doc: Document, path: tuple[Any, ...]) -> QueryRecord | None:
     best = None
     for rec in doc.queries:
         op = rec.object_path or rec.path
-        if op and tuple(path[:len(op)]) == tuple(op):
-            if best is None or len(op) > len(best.object_path or best.path):
-                best = rec
+        if op and tuple(path[:len(op)]) == tuple(op) and (
+                best is None or len(op) > len(best.object_path or best.path)):
+            best = rec
     return best
 
 

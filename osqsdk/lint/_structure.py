@@ -52,9 +52,8 @@ def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:
 def conforms(value: Any, schema: dict[str, Any], root: dict[str, Any] | None = None) -> bool:
     """Whether ``value`` satisfies ``schema`` (the subset of JSON Schema described above)."""
     root = root if root is not None else schema
-    if "$ref" in schema:
-        if not conforms(value, _resolve(schema["$ref"], root), root):
-            return False
+    if "$ref" in schema and not conforms(value, _resolve(schema["$ref"], root), root):
+        return False
     t = schema.get("type")
     if t is not None:
         types = t if isinstance(t, list) else [t]

@@ -390,10 +390,8 @@ def _build(loader: Any, node: Any, path: tuple[Any, ...], pos: Positions,
         for i, child in enumerate(node.value):
             items.append(_build(loader, child, path + (i,), pos, seen, budget))
         return items
-    if node.tag == _STR_TAG:
-        value = node.value  # plain strings need no constructor
-    else:
-        value = loader.construct_object(node, deep=True)
+    # plain strings need no constructor
+    value = node.value if node.tag == _STR_TAG else loader.construct_object(node, deep=True)
     seen[key] = value
     return value
 

@@ -31,7 +31,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import urllib3
 
@@ -65,7 +65,7 @@ class _Aborted(Exception):
 
 
 # A batch's streams, or a function giving them (batches the encoder process encoded)
-Streams = Union[list[tuple[str, list[Entry]]], Callable[[], list[tuple[str, list[Entry]]]]]
+Streams = list[tuple[str, list[Entry]]] | Callable[[], list[tuple[str, list[Entry]]]]
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -268,7 +268,7 @@ class LokiClient:
         encoder = self._encoder
         if encoder is not None:  # no more batches: a batch being encoded ends now
             encoder.kill()
-        if not self.spool._closed:
+        if not self.spool.closed:
             self.spool.wake()
         for thread in (self._thread, self._sender):
             if thread.is_alive() and thread is not threading.current_thread():

@@ -292,7 +292,8 @@ def _split_url(url: Any) -> tuple[str, str | None, str | None]:
     if port is not None:
         netloc += f":{port}"
     path = parts.path if parts.path not in ("", "/") else DEFAULT_PUSH_PATH
-    return urllib.parse.urlunsplit((parts.scheme, netloc, path, parts.query, "")), username, password
+    return (urllib.parse.urlunsplit((parts.scheme, netloc, path, parts.query, "")), username,
+            password)
 
 
 # -- loading -----------------------------------------------------------------------------
@@ -396,7 +397,8 @@ def _read_secret_file(path: str) -> Secret:
 
 
 def _toml_line(text: str, key: str) -> int | None:
-    pattern = re.compile(rf"^[ \t]*(\[[ \t]*{re.escape(key)}[ \t]*\]|{re.escape(key)}[ \t]*=)", re.M)
+    pattern = re.compile(rf"^[ \t]*(\[[ \t]*{re.escape(key)}[ \t]*\]"
+                         rf"|{re.escape(key)}[ \t]*=)", re.M)
     match = pattern.search(text)
     return text.count("\n", 0, match.start()) + 1 if match else None
 

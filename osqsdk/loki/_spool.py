@@ -871,6 +871,10 @@ class Spool:
     def held_bytes(self) -> int:
         return self._held_bytes
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """Sync and close; the spool directory keeps whatever was not acknowledged."""
         if self._closed:

@@ -62,7 +62,8 @@ class Fixtures:
         if tick is None:
             fixture.default = list(rows)
         else:
-            fixture.ticks = sorted([*(t for t in fixture.ticks if t[0] != tick), (tick, list(rows))])
+            fixture.ticks = sorted([*(t for t in fixture.ticks if t[0] != tick),
+                                    (tick, list(rows))])
 
     @classmethod
     def load(cls, directory: str | Path, schema: Any = None) -> Fixtures:

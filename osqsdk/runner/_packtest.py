@@ -86,7 +86,8 @@ def _load_spec(path: Path) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-            raise PackTestError(f"{path}{where}: not YAML: {getattr(exc, 'problem', exc)}") from None
+            raise PackTestError(
+                f"{path}{where}: not YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(spec, dict):
         raise PackTestError(f"{path}: a pack test is a mapping")
     unknown = set(spec) - _KNOWN
@@ -118,7 +119,8 @@ def run_pack_test(path: str | Path, *, schema: Any = None) -> PackTestResult:
             try:
                 pack = parse_osquery_json(pack_path.read_text(encoding="utf-8"), str(pack_path))
             except OSError as exc:
-                raise PackTestError(f"{path}: pack {pack_path} cannot be read: {exc.strerror}") from None
+                raise PackTestError(
+                    f"{path}: pack {pack_path} cannot be read: {exc.strerror}") from None
             name = pack_path.name.split(".")[0]
             config = {"packs": {name: pack}, "decorators": spec.get("decorators") or {}}
             packs = {name: pack}

@@ -148,9 +148,9 @@ def escape_non_printable(text: str) -> str:
     for char in text:
         code = ord(char)
         if code < 0x20:
-            out.append("\\x%02X" % code)
+            out.append(f"\\x{code:02X}")
         elif 0xDC80 <= code <= 0xDCFF:  # an undecodable byte carried as a surrogate escape
-            out.append("\\x%02X" % (code - 0xDC00))
+            out.append(f"\\x{code - 0xDC00:02X}")
         else:
             out.append(char)
     return "".join(out)
@@ -270,8 +270,7 @@ class Scheduler:
         build = self.engine.platform
         found: list[ScheduledQuery] = []
 
-        def add(name: str, spec: Mapping[str, Any], pack: str | None,
-                pack_spec: Mapping[str, Any]) -> None:
+        def add(name: str, spec: Mapping[str, Any], pack: str | None) -> None:
             if not isinstance(spec, Mapping) or not isinstance(spec.get("query"), str):
                 self.skipped.append(f"{name}: no query")
                 return
@@ -298,11 +297,12 @@ class Scheduler:
                 version=version, shard=shard))
 
         for name, spec in (self.config.get("schedule") or {}).items():
-            add(name, spec, None, {})
+            add(name, spec, None)
         for pack_name, pack in self.packs.items():
             platform = str(pack.get("platform") or "")
             if not platform_matches(platform, build):
-                self.skipped.append(f"pack {pack_name}: platform {platform!r} does not match {build}")
+                self.skipped.append(
+                    f"pack {pack_name}: platform {platform!r} does not match {build}")
                 continue
             if not _version_at_least(str(pack.get("version") or ""), self.osquery_version):
                 self.skipped.append(f"pack {pack_name}: needs osquery {pack.get('version')}")
@@ -317,7 +317,7 @@ class Scheduler:
                     continue
                 seen.add(query_name)
                 log_name = f"pack{self.delimiter}{pack_name}{self.delimiter}{query_name}"
-                add(log_name, spec, pack_name, pack)
+                add(log_name, spec, pack_name)
         return found
 
     # -- loggers -------------------------------------------------------------------------

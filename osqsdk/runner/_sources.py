@@ -61,7 +61,8 @@ class PluginSource:
         try:
             response = self.plugin.call(request)
         except Exception as exc:  # what the extension server would answer
-            raise TableError(f"table plugin {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise TableError(
+                f"table plugin {self.name!r} failed: {type(exc).__name__}: {exc}") from exc
         if response.code != 0:
             raise TableError(response.message)
         return response.rows
@@ -133,7 +134,8 @@ class FixtureSource:
             columns.append(ColumnInfo(column.name, column.type, options))
         for target, column in enumerate(table.columns):
             for alias in column.aliases:
-                columns.append(ColumnInfo(alias, column.type, ColumnOptions.HIDDEN, alias_of=target))
+                columns.append(ColumnInfo(alias, column.type, ColumnOptions.HIDDEN,
+                                          alias_of=target))
         self.columns = columns
         self.aliases = list(table.aliases)
         self._types = {c.name: c.type for c in columns if c.alias_of is None}

@@ -137,7 +137,7 @@ def result_text(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        text = "%.15g" % value
+        text = f"{value:.15g}"
         if "." not in text and text not in ("inf", "-inf", "nan"):
             text += ".0"
         return text

@@ -230,7 +230,8 @@ class _Table:
             raise apsw.SQLError("the table did not return a valid rowid") from None
 
     def UpdateChangeRow(self, row: int, newrowid: int, fields: Sequence[Any]) -> None:
-        request = {"action": "update", "id": str(row), "json_value_array": self._values_json(fields)}
+        request = {"action": "update", "id": str(row),
+                   "json_value_array": self._values_json(fields)}
         if newrowid != row:
             request["new_id"] = str(newrowid)
         self._write(request)
@@ -338,7 +339,8 @@ class VirtualTableModule:
             Connect = Create
 
         self.connection.createmodule(source.name, Module(), use_bestindex_object=True)
-        self.connection.execute(f'CREATE VIRTUAL TABLE temp."{source.name}" USING "{source.name}"()')
+        self.connection.execute(
+            f'CREATE VIRTUAL TABLE temp."{source.name}" USING "{source.name}"()')
         for alias in source.aliases:
             self.connection.execute(
                 f'CREATE VIEW temp."{alias}" AS SELECT * FROM "{source.name}"')

@@ -75,7 +75,8 @@ def schema() -> None:
                    "tables when importing Fleet's schema for its fleetd tables).")
 @click.option("--origin", type=click.Choice(["osquery", "fleet", "extension"]),
               help="Mark every imported table as coming from here.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here (default: stdout).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write here (default: stdout).")
 def import_(sources: tuple[str, ...], enrich_from: tuple[str, ...], versions: str | None,
             osqueryi: str | None, without: tuple[str, ...], osquery_version: str | None,
             origin: str | None, output: str | None) -> int:

@@ -51,6 +51,10 @@ _SERVICE_SOURCES = ("service", "app", "application", "app_name", "name",
                     "k8s_container_name", "component", "workload", "job", "k8s_job_name")
 _GO_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
                "\\": "\\", "'": "'", '"': '"'}
+# A stream's entries as decoded and stored: (timestamp in ns, line, structured metadata), and
+# a request's streams: (label string, entries).
+_Entries = list[tuple[int, str, tuple[tuple[str, str], ...]]]
+_Streams = list[tuple[str, _Entries]]
 
 
 class _Refused(Exception):
@@ -379,8 +383,7 @@ class LokiReceiver:
         self._delay = seconds
 
     # -- what was stored -------------------------------------------------------------------
-    def streams(self, tenant: str | None = None) -> dict[str, list[tuple[int, str,
-                                                                         tuple[tuple[str, str], ...]]]]:
+    def streams(self, tenant: str | None = None) -> dict[str, _Entries]:
         with self._lock:
             tenant = tenant or ("fake" if not self.auth_enabled else next(iter(self._tenants), ""))
             return {labels: list(s.entries) for labels, s in self._tenants.get(tenant, {}).items()}
@@ -419,7 +422,8 @@ class LokiReceiver:
             self.duplicates = self.entry_count = 0
 
     # -- the distributor -------------------------------------------------------------------
-    def handle(self, path: str, headers: Mapping[str, str], body: bytes) -> tuple[int, str, dict[str, str]]:
+    def handle(self, path: str, headers: Mapping[str, str],
+               body: bytes) -> tuple[int, str, dict[str, str]]:
         """Process one push; returns (status, error text, extra headers)."""
         record: dict[str, Any] = {"path": path, "content_type": headers.get("Content-Type"),
                                   "content_encoding": headers.get("Content-Encoding"),
@@ -461,7 +465,7 @@ class LokiReceiver:
             raise _Refused(400, f"tenant ID '{org}' is not valid")
         return org
 
-    def _decode(self, path: str, headers: Mapping[str, str], body: bytes) -> list[tuple[str, list[tuple[int, str, tuple[tuple[str, str], ...]]]]]:
+    def _decode(self, path: str, headers: Mapping[str, str], body: bytes) -> _Streams:
         if len(body) > self.max_recv_msg_size:
             raise _Refused(413, f"rpc error: code = ResourceExhausted desc = message size too "
                                 f"large than max ({len(body)} vs {self.max_recv_msg_size})")
@@ -491,7 +495,7 @@ class LokiReceiver:
             return self._json_legacy(body)
         return self._protobuf(body)
 
-    def _protobuf(self, body: bytes) -> list[tuple[str, list[tuple[int, str, tuple[tuple[str, str], ...]]]]]:
+    def _protobuf(self, body: bytes) -> _Streams:
         from google.protobuf.message import DecodeError
 
         from osqsdk.loki._proto.push_pb2 import PushRequest
@@ -519,7 +523,7 @@ class LokiReceiver:
             out.append((stream.labels, entries))
         return out
 
-    def _json_v1(self, body: bytes) -> list[tuple[str, list[tuple[int, str, tuple[tuple[str, str], ...]]]]]:
+    def _json_v1(self, body: bytes) -> _Streams:
         data = _json(body, "loghttp.PushRequest")
         if not isinstance(data, dict) or not isinstance(data.get("streams", []), list):
             raise _Refused(400, "loghttp.PushRequest.Streams: expect array")
@@ -542,7 +546,8 @@ class LokiReceiver:
                 try:
                     ts_ns = int(ts, 10)
                 except ValueError:
-                    raise _Refused(400, f'strconv.ParseInt: parsing "{ts}": invalid syntax') from None
+                    raise _Refused(400, f'strconv.ParseInt: parsing "{ts}": '
+                                        "invalid syntax") from None
                 if not isinstance(line, str):
                     raise _Refused(400, "loghttp.Entry.line: expect string")
                 metadata: tuple[tuple[str, str], ...] = ()
@@ -556,7 +561,7 @@ class LokiReceiver:
             out.append((text, entries))
         return out
 
-    def _json_legacy(self, body: bytes) -> list[tuple[str, list[tuple[int, str, tuple[tuple[str, str], ...]]]]]:
+    def _json_legacy(self, body: bytes) -> _Streams:
         data = _json(body, "logproto.PushRequest")
         if data is not None and not isinstance(data, dict):
             raise _Refused(400, "logproto.PushRequest: expect object")
@@ -594,7 +599,7 @@ class LokiReceiver:
         errors: list[str] = []
         discards: list[tuple[str, int, int]] = []
         valid: list[tuple[str, list[tuple[int, str, tuple[tuple[str, str], ...]]]]] = []
-        for text, labels, entries in parsed:
+        for _text, labels, entries in parsed:
             names = [k for k, _ in labels]
             if self.discover_service_name and "service_name" not in names:
                 service = next((v for k in _SERVICE_SOURCES for n, v in labels if n == k),
@@ -625,9 +630,8 @@ class LokiReceiver:
             if valid and self.ingestion_rate is not None:
                 bucket = self._rate.get(tenant)
                 if bucket is None:
-                    bucket = self._rate[tenant] = _Bucket(self.ingestion_rate,
-                                                          self.ingestion_burst or self.ingestion_rate,
-                                                          now)
+                    bucket = self._rate[tenant] = _Bucket(
+                        self.ingestion_rate, self.ingestion_burst or self.ingestion_rate, now)
                 if not bucket.take(total, now):
                     self.discarded["rate_limited"] += lines
                     self.discarded_bytes["rate_limited"] += total
@@ -701,7 +705,7 @@ class LokiReceiver:
                         "structured_metadata_too_many")
         return None, ""
 
-    def _ingest(self, tenant: str, valid: list[tuple[str, list[tuple[int, str, tuple[tuple[str, str], ...]]]]],
+    def _ingest(self, tenant: str, valid: _Streams,
                 now: float) -> tuple[int, tuple[int, str] | None]:
         streams = self._tenants.setdefault(tenant, {})
         stored = 0
@@ -739,7 +743,8 @@ class LokiReceiver:
                         "administrator to see if the limit can be increased'")
                     last_was_rate = True
                     continue
-                if window is not None and stream.highest is not None and ts < stream.highest - window:
+                if (window is not None and stream.highest is not None
+                        and ts < stream.highest - window):
                     self.discarded["too_far_behind"] += 1
                     failures.append(
                         f"entry with timestamp {_rfc3339(ts)} ignored, reason: 'entry too far "
@@ -800,8 +805,8 @@ def _array(value: Any, what: str) -> list[Any]:
 
 
 def _parse_rfc3339(text: str) -> int:
-    match = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})",
-                         text)
+    match = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?"
+                         r"(Z|[+-]\d{2}:\d{2})", text)
     if not match:
         raise ValueError(f"parsing time {text!r} as RFC3339")
     base = datetime.datetime.fromisoformat(match.group(1) + (

@@ -52,17 +52,7 @@ def osq_manager() -> Iterator[Any]:
 
 @pytest.fixture
 def osq_loki() -> Iterator[Any]:
-    try:
-        from osqsdk.testing import LokiReceiver
-    except ImportError:
-        pytest.skip("osqsdk's Loki receiver is not available")
-    receiver = LokiReceiver()
-    start = getattr(receiver, "start", None)
-    if start is not None:
-        start()
-    try:
+    from osqsdk.testing import LokiReceiver
+
+    with LokiReceiver() as receiver:
         yield receiver
-    finally:
-        stop = getattr(receiver, "stop", None) or getattr(receiver, "close", None)
-        if stop is not None:
-            stop()

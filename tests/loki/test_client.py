@@ -411,8 +411,8 @@ def test_format_labels_is_sorted_and_drops_empty_values():
 def test_a_busy_metrics_port_is_a_configuration_error_and_frees_the_spool(receiver, make_config,
                                                                          busy_port):
     config = make_config(receiver.url, metrics_port=busy_port)
-    with pytest.raises(LokiConfigError, match="metrics_port: cannot serve metrics on "
-                                              "127.0.0.1:"):
+    with pytest.raises(LokiConfigError, match=r"metrics_port: cannot serve metrics on "
+                                              r"127.0.0.1:"):
         LokiClient(config)
     LokiClient(dataclasses.replace(config, metrics_port=None)).close()  # not locked
 

@@ -74,8 +74,8 @@ def test_truncation_is_read_from_the_start(tmp_path, receiver):
 def test_status_lines_glog_and_json_and_problems_named_by_line(tmp_path, receiver, caplog):
     log = tmp_path / "osqueryd.INFO"
     write(log, [glog_line(time.time() - 60),
-                '{"hostIdentifier":"h","calendarTime":"c","unixTime":%d,"severity":1,'
-                '"filename":"f.cpp","line":3,"message":"warned"}' % int(time.time()),
+                f'{{"hostIdentifier":"h","calendarTime":"c","unixTime":{int(time.time())},'
+                '"severity":1,"filename":"f.cpp","line":3,"message":"warned"}',
                 "not osquery at all", '{"name": 5}', "I1332 10:00:00.0  1 a.cpp:1] no such day"])
     assert tail(log, receiver, tmp_path / "spool", "--host", "box-1") == 0
     streams = receiver.streams()

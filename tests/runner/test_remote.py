@@ -39,7 +39,7 @@ def test_remote_and_fixture_tables_join(served):
 
 
 def test_the_manager_socket_runs_sql_in_the_engine(served):
-    engine, manager = served
+    _, manager = served
     with Client(manager.socket_path) as client:
         reply = client.query("SELECT name, uid FROM acme_users ORDER BY uid")
         assert reply.code == 0 and reply.rows == [{"name": "alice", "uid": "1000"},

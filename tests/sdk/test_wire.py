@@ -85,7 +85,7 @@ def test_container_length_limit_stops_a_bad_peer():
     (BrokenPipeError(32, "pipe"), ExtensionConnectionError),
 ])
 def test_thrift_and_socket_errors_map_to_osqsdk_errors(raised, expected):
-    with pytest.raises(expected, match="^doing x: "):
+    with pytest.raises(expected, match=r"^doing x: "):
         with map_errors("doing x"):
             raise raised
 

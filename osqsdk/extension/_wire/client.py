@@ -44,7 +44,8 @@ class Reply:
 
     __slots__ = ("code", "message", "rows", "uuid")
 
-    def __init__(self, code: int, message: str, uuid: int = 0, rows: list[dict[str, str]] | None = None):
+    def __init__(self, code: int, message: str, uuid: int = 0,
+                 rows: list[dict[str, str]] | None = None):
         self.code = code
         self.message = message
         self.uuid = uuid
@@ -63,7 +64,8 @@ class Reply:
         return cls.from_status(response.status, list(response.response or ()))
 
     def __repr__(self) -> str:
-        return f"Reply(code={self.code}, message={self.message!r}, uuid={self.uuid}, rows={len(self.rows)})"
+        return (f"Reply(code={self.code}, message={self.message!r}, uuid={self.uuid}, "
+                f"rows={len(self.rows)})")
 
 
 @contextlib.contextmanager

@@ -67,7 +67,8 @@ def listen(path: str, backlog: int = 128) -> socket.socket:
         pass
     else:
         if not stat.S_ISSOCK(mode):
-            raise ExtensionConnectionError(f"cannot serve {path}: a file that is not a socket is there")
+            raise ExtensionConnectionError(
+                f"cannot serve {path}: a file that is not a socket is there")
         os.unlink(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

@@ -253,7 +253,8 @@ class PackOverBudget(RunRule):
     code = "OSQ307"
     name = "pack-over-budget"
     severity = "warning"
-    message = "pack {pack}: estimated {value} ms per day over {count} queries, over the budget of {budget} ms"
+    message = ("pack {pack}: estimated {value} ms per day over {count} queries, over the budget "
+               "of {budget} ms")
 
     def check(self, run) -> Iterator[Report]:  # type: ignore[no-untyped-def]
         from osqsdk.lint._cost import pack_groups
@@ -289,7 +290,8 @@ class IneffectiveOrderByLimit(QueryRule):
     code = "OSQ308"
     name = "ineffective-order-by-limit"
     severity = "info"
-    message = "{clause} does not reduce the work of reading {table}; osquery produces every row first"
+    message = ("{clause} does not reduce the work of reading {table}; osquery produces every row "
+               "first")
 
     def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
         if unit.record.kind in ("decorator", "view", "discovery"):
@@ -484,7 +486,7 @@ class YaraWithoutSignature(QueryRule):
     ```sql
     SELECT matches FROM yara_file WHERE path = '/bin/ls' AND sigfile = '/etc/osquery/yara/malware.yar';
     ```
-    """
+    """  # noqa: E501
 
     code = "OSQ312"
     name = "yara-without-signature"

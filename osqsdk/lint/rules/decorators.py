@@ -87,7 +87,8 @@ class DecoratorIntervalNotMinute(DocumentRule):
 
     code = "OSQ502"
     name = "decorator-interval-not-minute"
-    message = "decorator interval {key!r} is not a positive multiple of 60 seconds; osquery skips it"
+    message = ("decorator interval {key!r} is not a positive multiple of 60 seconds; osquery "
+               "skips it")
 
     def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
         from osqsdk._osquery.config import parse_interval

@@ -15,8 +15,8 @@ from osqsdk.lint._rule import (
     SqlAnchor,
 )
 
-__all__ = ["AnalysisFailed", "ConfigTooLarge", "DuplicateKey", "InvalidJson", "InvalidStructure", "InvalidYaml",
-           "SyntaxError_", "TooDeeplyNested", "UnreadableFile"]
+__all__ = ["AnalysisFailed", "ConfigTooLarge", "DuplicateKey", "InvalidJson", "InvalidStructure",
+           "InvalidYaml", "SyntaxError_", "TooDeeplyNested", "UnreadableFile"]
 
 
 class SyntaxError_(QueryRule):

@@ -165,7 +165,8 @@ class PlatformConflict(DocumentRule):
 
     code = "OSQ204"
     name = "platform-conflict"
-    message = "query platform {query_platform!r} shares no platform with pack {pack} ({pack_platform!r})"
+    message = ("query platform {query_platform!r} shares no platform with pack {pack} "
+               "({pack_platform!r})")
 
     def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
         for rec in document.queries:
