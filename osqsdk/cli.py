@@ -50,7 +50,8 @@ class _LazyGroup(click.Group):
         if cmd_name not in _COMMANDS or not _available(cmd_name):
             return None
         module, _, attr = _COMMANDS[cmd_name][0].partition(":")
-        return getattr(importlib.import_module(module), attr)
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from osqsdk.errors import PluginDefinitionError
 from osqsdk.extension._flags import DEFAULT_SOCKET
+
+if TYPE_CHECKING:
+    from osqsdk.extension._loader import LoadedFile
 
 __all__ = ["extension"]
 
@@ -104,7 +108,7 @@ def check(paths: tuple[str, ...], autoload_file: str | None, uid: int | None) ->
     return 1 if refused else 0
 
 
-def _load(file: str):  # type: ignore[no-untyped-def]
+def _load(file: str) -> LoadedFile | None:
     from osqsdk.extension._loader import load_file
 
     try:

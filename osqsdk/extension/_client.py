@@ -9,7 +9,7 @@ from typing import Any
 from osqsdk.errors import ExtensionConnectionError, QueryError
 from osqsdk.extension._flags import DEFAULT_SOCKET
 from osqsdk.extension._plugin import Response
-from osqsdk.extension._wire.client import Client
+from osqsdk.extension._wire.client import Client, Reply
 
 __all__ = ["ExtensionClient"]
 
@@ -62,7 +62,7 @@ class ExtensionClient:
 
     def query(self, sql: str) -> list[dict[str, str]]:
         """Run ``sql`` in osqueryd. Raises QueryError with SQLite's message."""
-        reply = self._do("query", sql)
+        reply: Reply = self._do("query", sql)
         if reply.code != 0:
             raise QueryError(sql, reply.message, reply.code)
         return reply.rows
@@ -75,10 +75,12 @@ class ExtensionClient:
         return [next(iter(row.items())) for row in reply.rows if row]
 
     def extensions(self) -> dict[int, dict[str, str]]:
-        return self._do("extensions")
+        found: dict[int, dict[str, str]] = self._do("extensions")
+        return found
 
     def options(self) -> dict[str, dict[str, str]]:
-        return self._do("options")
+        found: dict[str, dict[str, str]] = self._do("options")
+        return found
 
     def call(self, registry: str, item: str, request: Mapping[str, str]) -> Response:
         reply = self._do("call", registry, item, request)

@@ -146,11 +146,13 @@ class QueryContext:
             for item in items:
                 if not isinstance(item, dict):
                     raise ValueError(f"constraint of {name!r} is not an object: {item!r}")
-                op = item.get("op")
+                raw_op = item.get("op")
                 try:
-                    op = int(op)  # a number; osquery < 3.0 sent it as a string
+                    if raw_op is None:
+                        raise TypeError("no op")
+                    op = int(raw_op)  # a number; osquery < 3.0 sent it as a string
                 except (TypeError, ValueError):
-                    raise ValueError(f"constraint of {name!r} has a bad op: {op!r}") from None
+                    raise ValueError(f"constraint of {name!r} has a bad op: {raw_op!r}") from None
                 expr = item.get("expr", "")
                 found.append(Constraint(name, Operator(op), expr if isinstance(expr, str) else
                                         json.dumps(expr), affinity))

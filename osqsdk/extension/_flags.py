@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 __all__ = ["DEFAULT_SOCKET", "ExtensionFlags", "parse_flags"]
 
@@ -37,7 +38,7 @@ def _seconds(text: str) -> float:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # exit 64 (EX_USAGE) with a one-line message
+    def error(self, message: str) -> NoReturn:  # exit 64 (EX_USAGE) with a one-line message
         self.print_usage(sys.stderr)
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(64)

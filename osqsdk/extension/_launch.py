@@ -24,7 +24,7 @@ _launched: dict[str, list[ExtensionProcess]] = collections.defaultdict(list)
 _launched_lock = threading.Lock()
 
 
-class ExtensionProcess(subprocess.Popen):  # type: ignore[type-arg]
+class ExtensionProcess(subprocess.Popen[bytes]):
     """A launched extension; keeps the last lines of its stderr when it was not redirected."""
 
     def __init__(self, argv: list[str], path: str, **popen: Any) -> None:

@@ -270,14 +270,16 @@ class ManagerDouble:
                 for name, (value, type_) in self._options.items()}
 
     def registerExtension(self, info: InternalExtensionInfo,
-                          registry: dict[str, dict[str, list]]) -> ExtensionStatus:
+                          registry: dict[str, dict[str, list[dict[str, str]]]]
+                          ) -> ExtensionStatus:
         with self._changed:
             status = self._register(info, registry or {})
             self.events.append(("register", (info.name, status.code, status.message)))
             self._changed.notify_all()
             return status
 
-    def _register(self, info: InternalExtensionInfo, registry: dict) -> ExtensionStatus:
+    def _register(self, info: InternalExtensionInfo,
+                  registry: dict[str, dict[str, list[dict[str, str]]]]) -> ExtensionStatus:
         def failed(message: str) -> ExtensionStatus:
             return ExtensionStatus(code=1, message=message, uuid=0)
 

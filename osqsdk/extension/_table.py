@@ -65,7 +65,8 @@ def coerce_value(value: Any, type_: ColumnType, column: str = "?") -> str | byte
     """
     cls = value.__class__
     if cls is str:
-        return value
+        text: str = value
+        return text
     if cls is bool:  # bool cannot be subclassed: this catches every bool
         return "1" if value else "0"
     if isinstance(value, int):
@@ -100,7 +101,7 @@ def _converter(type_: ColumnType, column: str) -> Callable[[Any], str | bytes]:
     low, high = bounds
 
     # Integer columns: ints in range are the common case; take them without a second call.
-    def convert_int(value: Any, _int: type = int, _str: type = str) -> str | bytes:
+    def convert_int(value: Any, _int: type[int] = int, _str: type[str] = str) -> str | bytes:
         if value.__class__ is _int and low <= value <= high:
             return _str(value)
         return coerce_value(value, type_, column)
@@ -375,16 +376,20 @@ class TablePlugin(Plugin):
             return Response.ok([{"status": "readonly"}])
         try:
             if action == "delete":
-                handler(_rowid(request, "id"))
+                assert self.delete is not None
+                self.delete(_rowid(request, "id"))
                 return Response.ok([{"status": "success"}])
             row = self._parse_values(request.get("json_value_array"))
             if action == "update":
+                assert self.update is not None
                 new_id = request.get("new_id")
-                handler(_rowid(request, "id"), row, _rowid(request, "new_id") if new_id else None)
+                self.update(_rowid(request, "id"), row,
+                            _rowid(request, "new_id") if new_id else None)
                 return Response.ok([{"status": "success"}])
+            assert self.insert is not None
             auto = request.get("auto_rowid") == "true"
             given = _rowid(request, "id") if auto else None
-            new_rowid = handler(row, given)
+            new_rowid = self.insert(row, given)
             if auto:
                 return Response.ok([{"status": "success"}])
             if new_rowid is None or isinstance(new_rowid, bool) or not isinstance(new_rowid, int):
@@ -424,7 +429,9 @@ class TablePlugin(Plugin):
 def _rowid(request: Mapping[str, str], key: str) -> int:
     text = request.get(key)
     try:
-        return int(text, 10)  # type: ignore[arg-type]
+        if text is None:
+            raise TypeError(key)
+        return int(text, 10)
     except (TypeError, ValueError):
         raise ValueError(f"request {key!r} is not a rowid: {text!r}") from None
 

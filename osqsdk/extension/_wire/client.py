@@ -52,7 +52,8 @@ class Reply:
         self.rows = rows if rows is not None else []
 
     @classmethod
-    def from_status(cls, status: ExtensionStatus | None, rows: list | None = None) -> Reply:
+    def from_status(cls, status: ExtensionStatus | None,
+                    rows: list[dict[str, str]] | None = None) -> Reply:
         if status is None:  # C++ reads a missing status as a default one: code 0
             return cls(0, "", 0, rows)
         return cls(status.code or 0, status.message or "", status.uuid or 0, rows)

@@ -119,6 +119,16 @@ def _read_message_begin(reader: _Reader) -> tuple[str, int, int]:
     return rest[:word].decode("utf-8"), rest[word], _I32.unpack_from(rest, word + 1)[0]
 
 
+def _one_argument(field: str) -> Callable[[Any], tuple[Any, ...]]:
+    def arguments(args: Any) -> tuple[Any, ...]:
+        return (getattr(args, field),)
+    return arguments
+
+
+def _no_arguments(args: Any) -> tuple[Any, ...]:
+    return ()
+
+
 def _methods(service: str, handler: object) -> dict[str, _Method]:
     names = ["ping", "call", "shutdown"]
     modules = {name: Extension for name in names}
@@ -132,11 +142,13 @@ def _methods(service: str, handler: object) -> dict[str, _Method]:
         module = modules[name]
         args = getattr(module, f"{name}_args")
         fields = tuple(spec[2] for spec in args.thrift_spec if spec)
+        arguments: Callable[[Any], tuple[Any, ...]]
         if len(fields) > 1:
             arguments = operator.attrgetter(*fields)
+        elif fields:
+            arguments = _one_argument(fields[0])
         else:
-            arguments = ((lambda args, f=fields[0]: (getattr(args, f),)) if fields
-                         else (lambda args: ()))
+            arguments = _no_arguments
         table[name] = _Method(args, [args, args.thrift_spec],
                               getattr(module, f"{name}_result"), fields,
                               getattr(handler, name), arguments)
@@ -448,6 +460,8 @@ class ThriftServer:
             body = constant[1].get(name)
             if body is not None:
                 return self._reply_header(name, seqid), body
+        if method.result is None:  # a oneway method called as a call: nothing to answer
+            return b"", b""
         result = method.result()
         if hasattr(result, "success"):  # void methods (shutdown) have an empty result
             result.success = value
@@ -482,7 +496,8 @@ class ThriftServer:
         oprot.writeMessageBegin(name, mtype, seqid)
         payload.write(oprot)
         oprot.writeMessageEnd()
-        return buf.getvalue()
+        data: bytes = buf.getvalue()
+        return data
 
     @staticmethod
     def _reply_header(name: str, seqid: int) -> bytes:
