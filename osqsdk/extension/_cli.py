@@ -41,19 +41,15 @@ def run(file: str, socket_path: str, timeout: float, interval: float, verbose: b
     Exit codes: 0 stopped, 1 dropped by osqueryd, 64 bad file or flags, 69 osqueryd not
     reachable, 78 registration refused.
     """
-    from osqsdk.extension._server import ExitCode, ExtensionServer, _configure_logging, log
+    from osqsdk.extension._flags import MIN_INTERVAL, ExtensionFlags
+    from osqsdk.extension._server import ExitCode, serve
 
     loaded = _load(file)
     if loaded is None:
         return ExitCode.USAGE
-    _configure_logging(verbose, name or loaded.name)
-    try:
-        server = ExtensionServer(name or loaded.name, loaded.plugins, version=loaded.version,
-                                 socket_path=socket_path, timeout=timeout, interval=interval)
-    except PluginDefinitionError as exc:
-        log.error("%s", exc)
-        return ExitCode.USAGE
-    code = server.run()
+    flags = ExtensionFlags(socket=socket_path, timeout=timeout,
+                           interval=max(interval, MIN_INTERVAL), verbose=verbose)
+    code = serve(name or loaded.name, loaded.plugins, flags, version=loaded.version)
     raise click.exceptions.Exit(code)
 
 

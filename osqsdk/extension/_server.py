@@ -19,14 +19,14 @@ from osqsdk.errors import (
     RegistrationError,
     ValueCoercionError,
 )
-from osqsdk.extension._flags import DEFAULT_SOCKET, MIN_INTERVAL, parse_flags
+from osqsdk.extension._flags import DEFAULT_SOCKET, MIN_INTERVAL, ExtensionFlags, parse_flags
 from osqsdk.extension._plugin import REGISTRIES, Plugin, Response
 from osqsdk.extension._wire import transport
 from osqsdk.extension._wire.client import Client
 from osqsdk.extension._wire.server import ThriftServer
 from osqsdk.extension._wire.types import ExtensionResponse, ExtensionStatus
 
-__all__ = ["OSQUERY_SDK_VERSION", "ExitCode", "ExtensionServer", "run"]
+__all__ = ["OSQUERY_SDK_VERSION", "ExitCode", "ExtensionServer", "run", "serve"]
 
 log = logging.getLogger("osqsdk.server")
 
@@ -316,22 +316,30 @@ def run(
 
     ``--spec`` prints the tables' schema JSON (osquery's published format) and exits.
     """
-    flags = parse_flags(argv)
+    sys.exit(serve(name, plugins, parse_flags(argv), version=version, **options))
+
+
+def serve(name: str, plugins: Iterable[Plugin], flags: ExtensionFlags, *,
+          version: str = "0.0.0", **options: Any) -> int:
+    """Serve ``plugins`` as osqueryd's launch ``flags`` say; return the ``ExitCode``.
+
+    The one way an extension is built and run from flags: ``osqsdk.run`` and
+    ``osqsdk extension run FILE`` both come here.
+    """
     _configure_logging(flags.verbose, name)
-    plugins = list(plugins)
     try:
-        server = ExtensionServer(name, plugins, version=version, socket_path=flags.socket,
+        server = ExtensionServer(name, list(plugins), version=version, socket_path=flags.socket,
                                  timeout=flags.timeout, interval=flags.interval, **options)
     except PluginDefinitionError as exc:
         log.error("%s", exc)
-        sys.exit(ExitCode.USAGE)
+        return ExitCode.USAGE
     if flags.spec:
         json.dump(specs(server), sys.stdout, indent=2)
         sys.stdout.write("\n")
-        sys.exit(0)
+        return ExitCode.OK
     if flags.unknown:
         log.debug("ignoring unknown flags: %s", " ".join(flags.unknown))
-    sys.exit(server.run())
+    return server.run()
 
 
 def specs(server: ExtensionServer) -> list[dict[str, Any]]:
