@@ -36,9 +36,15 @@ class LoggerPlugin(Plugin):
 
     ``log_result(record)`` receives every result and snapshot line as a parsed ``ResultLog``
     (``record.raw`` is the line as sent). It should return quickly: osqueryd's scheduler
-    waits for the answer. Its answer to osqueryd is success unless it raises
-    ``LoggerFailure``, which makes osqueryd exit; any other exception is logged and the
-    line is dropped, so that a bug in a logger cannot take osqueryd down.
+    waits for the answer.
+
+    The failure policy for result lines, the same for every logger built on this class:
+    osqueryd exits when a result line fails (docs/protocol.md §4.6), so the answer is
+    success unless ``log_result`` raises ``LoggerFailure``. Any other exception is logged
+    and counted in ``dropped``; a line that is not osquery's format is logged and counted
+    in ``unreadable`` (``unreadable_result`` may ship it elsewhere instead). Subclasses
+    change how a line is handled by overriding ``result_line``, ``deliver_result`` or
+    ``unreadable_result``, never the routing in ``call``.
 
     Giving ``log_status(records)`` asks osqueryd for its status logs (a list of
     ``StatusLog`` per batch); giving ``log_event(row)`` asks for event-subscriber rows.
@@ -64,6 +70,7 @@ class LoggerPlugin(Plugin):
         self.init = init
         self._lock = threading.Lock()
         self.dropped = 0  # result lines lost to exceptions in log_result
+        self.unreadable = 0  # result lines that are not osquery's format
 
     @property
     def features(self) -> int:
@@ -72,11 +79,11 @@ class LoggerPlugin(Plugin):
 
     def call(self, request: Mapping[str, str]) -> Response:
         if "string" in request:
-            return self._result(request["string"], request.get("category", ""))
+            return self.result_line(request["string"], request.get("category", ""))
         if "snapshot" in request:
-            return self._result(request["snapshot"], "")
+            return self.result_line(request["snapshot"], "")
         if "string_batch" in request:  # sent by extensions into osqueryd (5.9+); accept it too
-            return self._batch(request["string_batch"])
+            return self.result_batch(request["string_batch"])
         if "status" in request:
             return self._status(request.get("log", "[]"))
         if "event" in request:
@@ -94,12 +101,16 @@ class LoggerPlugin(Plugin):
         return Response.failed(f"logger {self.name!r}: unknown request with keys "
                                f"{', '.join(sorted(request)) or '(none)'}")
 
-    def _result(self, line: str, category: str) -> Response:
+    def result_line(self, line: str, category: str) -> Response:
+        """One result or snapshot line from osqueryd: parse it, then deliver it."""
         try:
             record = parse_result(line, category)
         except ValueError as exc:
-            log.error("logger %s: %s: %.200s", self.name, exc, line)
-            return Response.failed(f"logger {self.name!r}: {exc}")
+            return self.unreadable_result(line, str(exc))
+        return self.deliver_result(record)
+
+    def deliver_result(self, record: ResultLog) -> Response:
+        """Hand ``record`` to ``log_result`` under the failure policy above."""
         if self.log_result is None:
             return Response.ok()
         try:
@@ -114,16 +125,29 @@ class LoggerPlugin(Plugin):
                           self.name, record.name)
         return Response.ok()
 
-    def _batch(self, text: str) -> Response:
+    def unreadable_result(self, line: str, cause: str) -> Response:
+        """A result line that is not osquery's format: logged and counted, never a failure
+        (osqueryd would exit on it, docs/protocol.md §4.6)."""
+        with self._lock:
+            self.unreadable += 1
+        log.error("logger %s: result line is not osquery's format (%s); dropped: %.200s",
+                  self.name, cause, line)
+        return Response.ok()
+
+    def result_batch(self, text: str) -> Response:
+        """A ``string_batch``: a JSON array of result lines, each handled as one line."""
         try:
             lines = json.loads(text)
         except json.JSONDecodeError as exc:
-            return Response.failed(f"logger {self.name!r}: string_batch is not JSON: {exc}")
-        if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
-            return Response.failed(f"logger {self.name!r}: string_batch must be a JSON array "
-                                   "of strings")
+            return self.unreadable_result(text, f"string_batch is not JSON: {exc}")
+        if not isinstance(lines, list):
+            return self.unreadable_result(text, "string_batch is not a JSON array")
         for line in lines:
-            response = self._result(line, "")
+            if isinstance(line, str):
+                response = self.result_line(line, "")
+            else:
+                response = self.unreadable_result(json.dumps(line),
+                                                  "string_batch item is not a string")
             if response.code != 0:
                 return response
         return Response.ok()

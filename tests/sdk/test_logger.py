@@ -144,11 +144,24 @@ def test_deliberate_failure_is_the_only_failure_for_results():
     ({"string": '{"name":"q","columns":{},"action":"exploded"}'}, "unknown action"),
     ({"string": '{"name":"q","unixTime":"soon","columns":{},"action":"added"}'}, "unixTime"),
     ({"string": '{"name":"q"}'}, "none of 'columns'"),
+    ({"snapshot": "{"}, "result line is not JSON"),
+    ({"string_batch": "[1]"}, "string_batch item is not a string"),
+    ({"string_batch": "{"}, "string_batch is not JSON"),
+])
+def test_an_unreadable_result_line_is_counted_and_logged_never_a_failure(
+        collected, caplog, request_, message):
+    # osqueryd exits when a result line fails (docs/protocol.md §4.6)
+    plugin, got = collected
+    assert plugin.call(request_).code == 0
+    assert plugin.unreadable == 1 and got["results"] == []
+    assert any(message in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("request_, message", [
     ({"status": "true", "log": "{"}, "status log batch is not JSON"),
     ({"status": "true", "log": '{"s":1}'}, "not a JSON array"),
     ({"status": "true", "log": '[{"s":"high"}]'}, "status log 0"),
     ({"event": "[]"}, "event is not a JSON object"),
-    ({"string_batch": "[1]"}, "array of strings"),
     ({"whatever": "x"}, "unknown request with keys whatever"),
 ])
 def test_malformed_requests_get_status_1_with_the_reason(collected, request_, message):
