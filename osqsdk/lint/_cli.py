@@ -9,8 +9,9 @@ from __future__ import annotations
 import gc
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -22,7 +23,7 @@ __all__ = ["lint", "rule", "rules"]
 _CTX = {"help_option_names": ["-h", "--help"]}
 
 
-def _progress_printer(stream):  # type: ignore[no-untyped-def]
+def _progress_printer(stream: TextIO) -> Callable[[int, int], None]:
     width = 30
 
     def show(done: int, total: int) -> None:

@@ -27,7 +27,8 @@ __all__ = ["SCHEDULED_KINDS", "QueryCost", "Term", "cost_facts", "cost_report", 
 def cost_facts() -> dict[str, Any]:
     from osqsdk.schema import read_data
 
-    return read_data("cost.json")
+    facts: dict[str, Any] = read_data("cost.json")
+    return facts
 
 
 @dataclass
@@ -109,15 +110,14 @@ def _values(constraints: list[Any], driver_rows: float) -> tuple[float, str] | N
 def estimate(analysis: Analysis) -> QueryCost:
     """Cost of one execution of the statement ``analysis`` describes."""
     cost = QueryCost()
-    tables = [s for s in analysis.sources if s.table is not None and s.kind == "table"]
+    tables = [(s, s.table) for s in analysis.sources if s.table is not None and s.kind == "table"]
     flat_rows = 1.0
-    for src in tables:
-        cls, facts = table_class(src.table.name, src.table.evented)
+    for _, table in tables:
+        cls, facts = table_class(table.name, table.evented)
         if "per" not in facts:
             flat_rows = max(flat_rows, float(facts["rows"]))
-    for src in tables:
-        assert src.table is not None
-        cls, facts = table_class(src.table.name, src.table.evented)
+    for src, table in tables:
+        cls, facts = table_class(table.name, table.evented)
         ms, rows = float(facts["ms"]), float(facts["rows"])
         if "per" in facts:
             constrained = analysis.constrained(src)
@@ -131,9 +131,9 @@ def estimate(analysis: Analysis) -> QueryCost:
             else:
                 count, how = values
                 why = f"{facts['ms']} ms per {facts['per']} x {count:g} ({how})"
-            cost.terms.append(Term(src.table.name, ms * count, rows * count, why, cls))
+            cost.terms.append(Term(table.name, ms * count, rows * count, why, cls))
         else:
-            cost.terms.append(Term(src.table.name, ms, rows, f"{cls} ({facts['ms']} ms)", cls))
+            cost.terms.append(Term(table.name, ms, rows, f"{cls} ({facts['ms']} ms)", cls))
     cost.ms = sum(t.ms for t in cost.terms)
     cost.rows = max([t.rows for t in cost.terms] or [1.0])
     return cost

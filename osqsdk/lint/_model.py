@@ -75,7 +75,7 @@ class Document:
     pack_name: str | None = None
     parent: Document | None = None
     fleet: bool = False
-    yaml_positions: list[Any] = field(default_factory=list)  # per YAML doc: Positions
+    yaml_positions: list[Positions] = field(default_factory=list)  # one per YAML document
     pack_refs: list[tuple[str, str, tuple[Any, ...]]] = field(default_factory=list)
     views: dict[str, QueryRecord] = field(default_factory=dict)
     size: int = 0

@@ -11,6 +11,11 @@ turns anchors into file positions. There are three kinds of rule:
 * :class:`QueryRule` sees one query at a time (parsed once, shared by every rule);
 * :class:`DocumentRule` sees one config, pack or Fleet file with its queries;
 * :class:`RunRule` sees everything linted in one run (cross-file checks, fleet view).
+
+Each of the three declares ``check`` with its own argument type (:class:`QueryUnit`,
+:class:`Document`, :class:`LintRun`), and the runner calls each kind with that value. A
+rule that subclasses :class:`Rule` directly has no ``check``: the loader reports it
+(unreadable files, invalid JSON or YAML, duplicate keys, pack paths).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
+    from sqlglot import exp
+
     from osqsdk.lint._model import Document, LintRun, QueryUnit
 
 __all__ = ["DocAnchor", "DocumentRule", "FileAnchor", "QueryRule", "Report", "Rule",
@@ -61,12 +68,13 @@ class Report:
     rule: type[Rule]
     args: tuple[tuple[str, Any], ...]
     anchor: SqlAnchor | DocAnchor | FileAnchor
-    unit: Any = None
-    document: Any = None
+    unit: QueryUnit | None = None
+    document: Document | None = None
 
 
 class Rule:
-    """Base of every rule. Subclasses set the class attributes and implement ``check``."""
+    """Base of every rule. Subclasses set the class attributes; rules the linter runs derive
+    from :class:`QueryRule`, :class:`DocumentRule` or :class:`RunRule` and implement ``check``."""
 
     code: ClassVar[str]
     name: ClassVar[str]
@@ -85,8 +93,8 @@ class Rule:
         return cls.doc().splitlines()[0] if cls.__doc__ else ""
 
     @classmethod
-    def report(cls, anchor: SqlAnchor | DocAnchor | FileAnchor, /, *, document: Any = None,
-               **args: Any) -> Report:
+    def report(cls, anchor: SqlAnchor | DocAnchor | FileAnchor, /, *,
+               document: Document | None = None, **args: Any) -> Report:
         """A report of this rule at ``anchor`` with message facts ``args``."""
         return Report(cls, tuple(args.items()), anchor, document=document)
 
@@ -97,7 +105,7 @@ class QueryRule(Rule):
     def check(self, unit: QueryUnit) -> Iterator[Report]:
         raise NotImplementedError
 
-    def at(self, node: Any = None, /, **args: Any) -> Report:
+    def at(self, node: exp.Expr | None = None, /, **args: Any) -> Report:
         """A report anchored on a sqlglot node (None: the whole query)."""
         from osqsdk.lint._sql import node_span
 

@@ -179,6 +179,7 @@ class _Engine:
         schema = self.schema_for(doc)
         parsed = parse(rec.sql)
         analyses = self.analyze(rec.sql, schema) if not parsed.error else []
+        platforms: frozenset[str] | None
         if self.settings.platform is not None:
             platforms = self.settings.platform
         else:
@@ -236,33 +237,34 @@ def run_documents(documents: list[Document], loader_reports: list[Report], setti
                 reports.append(_failed(exc, DocAnchor(rec.path), doc))
                 continue
             units.append(unit)
-            for rule in query_rules:
+            for query_rule in query_rules:
                 try:
-                    for rep in rule.check(unit):
+                    for rep in query_rule.check(unit):
                         reports.append(Report(rep.rule, rep.args, rep.anchor, unit, doc))
                 except Exception as exc:
-                    reports.append(_failed(exc, DocAnchor(rec.path), doc, rule))
-        for rule in doc_rules:
+                    reports.append(_failed(exc, DocAnchor(rec.path), doc, query_rule))
+        for doc_rule in doc_rules:
             try:
-                for rep in rule.check(doc):
+                for rep in doc_rule.check(doc):
                     reports.append(Report(rep.rule, rep.args, rep.anchor, None,
                                           rep.document or doc))
             except Exception as exc:
-                reports.append(_failed(exc, FileAnchor(1, 1), doc, rule))
+                reports.append(_failed(exc, FileAnchor(1, 1), doc, doc_rule))
         if progress is not None:
             progress(i + 1, total)
     run = LintRun(documents, units, settings, engine.schema)
-    for rule in run_rules:
+    for run_rule in run_rules:
         try:
-            reports.extend(rule.check(run))
+            reports.extend(run_rule.check(run))
         except Exception as exc:
             if documents:
-                reports.append(_failed(exc, FileAnchor(1, 1), documents[0], rule))
+                reports.append(_failed(exc, FileAnchor(1, 1), documents[0], run_rule))
     findings = _place(reports, settings, engine)
     return LintResult(findings, run, total)
 
 
-def _failed(exc: BaseException, anchor: Any, doc: Document, rule: Any = None) -> Report:
+def _failed(exc: BaseException, anchor: SqlAnchor | DocAnchor | FileAnchor, doc: Document,
+            rule: Rule | None = None) -> Report:
     from osqsdk.lint.rules.inputs import AnalysisFailed
 
     where = f"{rule.code} " if rule is not None else ""
@@ -329,8 +331,8 @@ def _place(reports: list[Report], settings: Settings, engine: _Engine) -> list[F
             continue
         if rule.code in settings.ignored_for(path) or rule.name in settings.ignored_for(path):
             continue
-        key = (finding.code, finding.path, finding.line, finding.column, finding.message)
-        out.setdefault(key, finding)
+        dedup = (finding.code, finding.path, finding.line, finding.column, finding.message)
+        out.setdefault(dedup, finding)
     return sorted(out.values(), key=Finding.sort_key)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -112,16 +113,17 @@ def find_pyproject(start: str | os.PathLike[str]) -> Path | None:
 
 
 def _toml(path: Path) -> dict[str, Any]:
-    try:
-        import tomllib  # type: ignore[import-not-found]
-    except ModuleNotFoundError:  # Python 3.10
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # Python 3.10
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib
         except ModuleNotFoundError as exc:
             raise SettingsError(f"{path}: reading it needs Python 3.11+ or tomli") from exc
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
     except (OSError, ValueError) as exc:
         raise SettingsError(f"{path}: {exc}") from exc
 

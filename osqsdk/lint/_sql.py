@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,7 @@ class Parsed:
     """The statements of one query string, or the reason it does not parse."""
 
     sql: str
-    statements: list[exp.Expression]
+    statements: list[exp.Expr]
     error: str | None = None
     error_offset: int = 0
     error_end: int | None = None
@@ -152,7 +152,7 @@ def _token_error_offset(sql: str) -> int:
     return 0
 
 
-def node_span(node: Any) -> tuple[int | None, int | None]:
+def node_span(node: exp.Expr | None) -> tuple[int | None, int | None]:
     """Offsets ``[start, end)`` of a node in its SQL, from the tokens sqlglot recorded."""
     if node is None:
         return None, None
@@ -171,7 +171,7 @@ def node_span(node: Any) -> tuple[int | None, int | None]:
     return None, None
 
 
-def suggest(name: str, candidates: Any) -> str | None:
+def suggest(name: str, candidates: Collection[str]) -> str | None:
     """The closest candidate to ``name`` (or None when nothing is close)."""
     found = difflib.get_close_matches(name.lower(), [c.lower() for c in candidates], n=1,
                                       cutoff=0.75)
@@ -283,9 +283,9 @@ class Analysis:
         return any(src is source and all(b & columns for b in sets)
                    for src, sets, _ in self.or_groups)
 
-    def tables(self) -> Iterator[Source]:
-        """Sources that are schema tables or views."""
-        return (s for s in self.sources if s.table is not None)
+    def tables(self) -> Iterator[tuple[Source, TableSchema]]:
+        """Sources that are schema tables or views, each with its table."""
+        return ((s, s.table) for s in self.sources if s.table is not None)
 
     def constrained(self, source: Source) -> dict[str, list[Constraint]]:
         out: dict[str, list[Constraint]] = {}
@@ -722,7 +722,7 @@ def _disjuncts(node: exp.Expression) -> list[exp.Expression]:
     return [node]
 
 
-def _function_name(node: exp.Expression, sql: str | None = None) -> str:
+def _function_name(node: exp.Expr, sql: str | None = None) -> str:
     if isinstance(node, exp.Anonymous):
         return str(node.this)
     meta = getattr(node, "_meta", None)

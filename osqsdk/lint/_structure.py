@@ -33,7 +33,8 @@ def schema_for(name: str) -> dict[str, Any]:
     """A shipped schema: ``config``, ``pack`` or ``fleet``."""
     from osqsdk.schema import read_data
 
-    return read_data(f"{name}.schema.json")
+    schema: dict[str, Any] = read_data(f"{name}.schema.json")
+    return schema
 
 
 @functools.lru_cache(maxsize=256)
@@ -46,7 +47,8 @@ def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:
     for part in ref.lstrip("#/").split("/"):
         if part:
             node = node[part]
-    return node
+    target: dict[str, Any] = node  # a JSON Schema object
+    return target
 
 
 def conforms(value: Any, schema: dict[str, Any], root: dict[str, Any] | None = None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -13,7 +14,7 @@ from osqsdk.errors import SchemaError
 __all__ = ["schema"]
 
 
-def _dump(doc: dict) -> str:
+def _dump(doc: dict[str, Any]) -> str:
     """JSON with one table (or function) per block and one column per line: short diffs."""
     lines = ["{"]
     items = list(doc.items())
@@ -41,7 +42,7 @@ def _dump(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def _write(doc: dict, output: str | None) -> int:
+def _write(doc: dict[str, Any], output: str | None) -> int:
     """Write ``doc`` to ``output`` (stdout for None or ``-``); the exit code."""
     text = _dump(doc) + "\n"
     if output in (None, "-"):

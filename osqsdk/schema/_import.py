@@ -114,7 +114,9 @@ _PKEY = re.compile(r"^\s*PRIMARY\s+KEY\s*\((.*)\)\s*$", re.IGNORECASE)
 
 
 def _split_top(body: str) -> list[str]:
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in body:
         if ch == "(":
             depth += 1

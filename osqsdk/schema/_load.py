@@ -148,8 +148,8 @@ def _table(obj: Any, where: str, *, origin: str) -> TableSchema:
     columns = obj.get("columns", [])
     if not isinstance(columns, list):
         raise SchemaError(f"{where}: columns must be a list")
-    attributes = obj.get("attributes") if isinstance(obj.get("attributes"), dict) else {}
-    removed = obj.get("removed_columns") if isinstance(obj.get("removed_columns"), dict) else {}
+    attributes = _mapping(obj.get("attributes"))
+    removed = _mapping(obj.get("removed_columns"))
     return TableSchema(
         name=obj["name"],
         columns=tuple(_column(c, where) for c in columns),

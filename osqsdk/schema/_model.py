@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 from osqsdk._osquery.columns import ColumnType
 
@@ -153,9 +154,9 @@ class TableSchema:
         out["columns"] = [c.to_json() for c in self.columns]
         return out
 
-    def with_(self, **changes: object) -> TableSchema:
-        """A copy with ``changes`` applied."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_(self, **changes: Any) -> TableSchema:
+        """A copy with ``changes`` applied (field name -> new value)."""
+        return replace(self, **changes)
 
 
 class Schema:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from sqlglot import exp
 
+from osqsdk.lint._model import Document, LintRun, QueryUnit
 from osqsdk.lint._rule import DocAnchor, QueryRule, Report, RunRule
 
 __all__ = ["EventTimeConstraint", "EventedTableInSnapshot", "FleetLoad", "IneffectiveOrderByLimit",
@@ -43,10 +45,10 @@ class MissingRequiredConstraint(QueryRule):
     name = "missing-required-constraint"
     message = "table {table} needs a constraint on {columns} in WHERE, ON or USING"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         for a in unit.analyses:
-            for src in a.tables():
-                required = src.table.required_columns
+            for src, table in a.tables():
+                required = table.required_columns
                 if not required:
                     continue
                 if a.satisfies_any(src, {c.name.lower() for c in required}):
@@ -78,7 +80,7 @@ class RecursiveGlob(QueryRule):
     severity = "warning"
     message = "{table}.{column} LIKE {pattern!r} walks everything below {prefix!r}"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         for a in unit.analyses:
             for c in a.constraints:
                 if c.op not in ("like", "glob") or not isinstance(c.value, exp.Literal):
@@ -112,12 +114,12 @@ class EventedTableInSnapshot(QueryRule):
     severity = "warning"
     message = "event table {table} in a snapshot query"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         if not unit.record.snapshot:
             return
         for a in unit.analyses:
-            for src in a.tables():
-                if src.table.evented:
+            for src, table in a.tables():
+                if table.evented:
                     yield self.at(src.node.this, table=src.display)
 
 
@@ -144,7 +146,7 @@ class SelectStarOnEvents(QueryRule):
     severity = "warning"
     message = "SELECT * on event table {table}"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         for a in unit.analyses:
             for node, block, sources in a.stars:
                 for src in sources:
@@ -175,15 +177,15 @@ class UnconstrainedExpensiveTable(QueryRule):
     severity = "warning"
     message = "{table} without a constraint on {columns} visits every {unit_name}"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         from osqsdk.lint._cost import table_class
 
         for a in unit.analyses:
-            for src in a.tables():
-                _, facts = table_class(src.table.name, src.table.evented)
-                if facts.get("unconstrained", 1) <= 1 or src.table.required_columns:
+            for src, table in a.tables():
+                _, facts = table_class(table.name, table.evented)
+                if facts.get("unconstrained", 1) <= 1 or table.required_columns:
                     continue
-                keys = [c.name for c in src.table.columns if c.index or c.additional]
+                keys = [c.name for c in table.columns if c.index or c.additional]
                 if keys and not a.satisfies_any(src, {k.lower() for k in keys}):
                     yield self.at(src.node.this, table=src.display, columns=" or ".join(keys),
                                   unit_name=facts.get("per", "row"))
@@ -217,7 +219,7 @@ class QueryOverBudget(QueryRule):
     severity = "warning"
     message = "estimated {what} is {value} ms, over the budget of {budget} ms ({explain})"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         cost = unit.cost
         if cost is None:
             return
@@ -256,7 +258,7 @@ class PackOverBudget(RunRule):
     message = ("pack {pack}: estimated {value} ms per day over {count} queries, over the budget "
                "of {budget} ms")
 
-    def check(self, run) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, run: LintRun) -> Iterator[Report]:
         from osqsdk.lint._cost import pack_groups
 
         for (doc, pack), units in pack_groups(run.units).items():
@@ -293,7 +295,7 @@ class IneffectiveOrderByLimit(QueryRule):
     message = ("{clause} does not reduce the work of reading {table}; osquery produces every row "
                "first")
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         if unit.record.kind in ("decorator", "view", "discovery"):
             return  # single-row picks and existence checks are what LIMIT is for
         cost = unit.cost
@@ -339,7 +341,7 @@ class FleetLoad(RunRule):
     message = ("{hosts} hosts: {rps} requests/s to the remote API ({per_node} per host: "
                "{parts}); about {volume} of results per day")
 
-    def check(self, run) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, run: LintRun) -> Iterator[Report]:
         hosts = run.settings.hosts
         if not hosts:
             return
@@ -365,7 +367,7 @@ class FleetLoad(RunRule):
                               volume=_bytes(volume * hosts))
 
 
-def _belongs(doc, top) -> bool:  # type: ignore[no-untyped-def]
+def _belongs(doc: Document | None, top: Document) -> bool:
     while doc is not None:
         if doc is top:
             return True
@@ -373,7 +375,7 @@ def _belongs(doc, top) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def _request_rate(options: dict) -> tuple[list[str], float]:  # type: ignore[type-arg]
+def _request_rate(options: dict[str, Any]) -> tuple[list[str], float]:
     from osqsdk._osquery.config import parse_interval
 
     parts, rate = [], 0.0
@@ -421,10 +423,10 @@ class UserDataWithoutUsersJoin(QueryRule):
     severity = "info"
     message = "{table} reads one user's data unless joined with users (or given a uid)"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         for a in unit.analyses:
-            for src in a.tables():
-                if not src.table.user_data or src.table.column("uid") is None:
+            for src, table in a.tables():
+                if not table.user_data or table.column("uid") is None:
                     continue
                 if a.satisfies_any(src, {"uid"}):
                     continue
@@ -459,7 +461,7 @@ class EventTimeConstraint(QueryRule):
     severity = "info"
     message = "constraint on {table}.time turns off osquery's events_optimize for this query"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         if unit.record.kind not in ("schedule", "pack", "sql") or not unit.record.interval:
             return
         for a in unit.analyses:
@@ -492,10 +494,10 @@ class YaraWithoutSignature(QueryRule):
     name = "yara-without-signature"
     message = "{table} needs sig_group, sigfile or sigrule in WHERE"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         for a in unit.analyses:
-            for src in a.tables():
-                if src.table.name not in ("yara_file", "yara_process"):
+            for src, table in a.tables():
+                if table.name not in ("yara_file", "yara_process"):
                     continue
                 if not a.satisfies_any(src, {"sig_group", "sigfile", "sigrule"}):
                     yield self.at(src.node.this, table=src.display)

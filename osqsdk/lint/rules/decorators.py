@@ -6,14 +6,16 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
+from osqsdk.lint._model import Document, QueryUnit
 from osqsdk.lint._rule import DocAnchor, DocumentRule, QueryRule, Report
+from osqsdk.lint._sql import Analysis
 
 __all__ = ["DecoratorColumnCollision", "DecoratorIntervalNotMinute", "DecoratorMultipleRows"]
 
 _AGGREGATES = (exp.AggFunc,)
 
 
-def _single_row(analysis) -> bool:  # type: ignore[no-untyped-def]
+def _single_row(analysis: Analysis) -> bool:
     from osqsdk.lint._cost import table_class
 
     statement = analysis.statement
@@ -30,7 +32,7 @@ def _single_row(analysis) -> bool:  # type: ignore[no-untyped-def]
         return True  # SELECT 'x' AS y
     tables = list(analysis.tables())
     return bool(tables) and len(tables) == len(analysis.sources) and all(
-        table_class(t.table.name)[0] == "single-row" for t in tables)
+        table_class(table.name)[0] == "single-row" for _, table in tables)
 
 
 class DecoratorMultipleRows(QueryRule):
@@ -61,7 +63,7 @@ class DecoratorMultipleRows(QueryRule):
     message = "decorator query can return several rows; osquery uses only the first"
     hint = "add LIMIT 1 or aggregate"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         if unit.record.kind != "decorator" or unit.analysis is None:
             return
         if not _single_row(unit.analysis):
@@ -90,7 +92,7 @@ class DecoratorIntervalNotMinute(DocumentRule):
     message = ("decorator interval {key!r} is not a positive multiple of 60 seconds; osquery "
                "skips it")
 
-    def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, document: Document) -> Iterator[Report]:
         from osqsdk._osquery.config import parse_interval
 
         seen = set()
@@ -131,7 +133,7 @@ class DecoratorColumnCollision(DocumentRule):
     severity = "warning"
     message = "decorator column {column!r} is also produced by {other}"
 
-    def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, document: Document) -> Iterator[Report]:
         from osqsdk.lint._sql import parse
 
         seen: dict[str, str] = {}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+from osqsdk.lint._model import Document, LintRun, QueryUnit
 from osqsdk.lint._rule import (
     DocAnchor,
     DocumentRule,
@@ -45,7 +47,7 @@ class SyntaxError_(QueryRule):
     name = "syntax-error"
     message = "SQL syntax error: {detail}"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         parsed = unit.parsed
         if parsed.error and not parsed.too_deep:
             end = parsed.error_end if parsed.error_end is not None else parsed.error_offset + 1
@@ -140,7 +142,7 @@ class TooDeeplyNested(QueryRule):
     name = "too-deeply-nested"
     message = "{what} nested deeper than {limit} levels"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         parsed = unit.parsed
         if parsed.too_deep:
             from osqsdk.lint._sql import PARSE_DEPTH_LIMIT, SQLITE_MAX_DEPTH
@@ -171,7 +173,7 @@ class ConfigTooLarge(RunRule):
     name = "config-too-large"
     message = "{size} bytes is more than the {limit} bytes osquery {version} reads"
 
-    def check(self, run) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, run: LintRun) -> Iterator[Report]:
         from osqsdk.schema import version_key
 
         version = run.settings.osquery_version
@@ -207,7 +209,7 @@ class InvalidStructure(DocumentRule):
     name = "invalid-structure"
     message = "{where}: {detail}"
 
-    def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, document: Document) -> Iterator[Report]:
         from osqsdk.lint._structure import errors
 
         for base, value, schema in _parts(document):
@@ -222,7 +224,7 @@ _FLEET_KINDS = {"query": "query", "report": "query", "built-in": "query", "polic
                 "label": "label", "pack": "pack"}
 
 
-def _parts(document):  # type: ignore[no-untyped-def]
+def _parts(document: Document) -> Iterator[tuple[tuple[Any, ...], Any, dict[str, Any]]]:
     """(path, value, schema) for each part of a document that a shipped schema describes."""
     from osqsdk.lint._structure import schema_for
 

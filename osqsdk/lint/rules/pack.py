@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from osqsdk.lint._model import CONFIG_KEYS
+from osqsdk.lint._model import CONFIG_KEYS, Document, LintRun, QueryRecord
 from osqsdk.lint._rule import DocAnchor, DocumentRule, Report, Rule, RunRule
 from osqsdk.lint._sql import suggest
 
@@ -25,10 +25,11 @@ PACK_KEYS = ("queries", "discovery", "platform", "version", "shard", "oncall", "
              "yara", "events")
 
 
-def _scheduled(document) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+def _scheduled(document: Document) -> Iterator[tuple[QueryRecord, tuple[Any, ...]]]:
+    """Schedule and pack queries of ``document`` that are objects, with their object path."""
     for rec in document.queries:
         if rec.kind in ("schedule", "pack") and rec.object_path is not None:
-            yield rec
+            yield rec, rec.object_path
 
 
 class IntervalOutOfRange(DocumentRule):
@@ -52,7 +53,7 @@ class IntervalOutOfRange(DocumentRule):
     name = "interval-out-of-range"
     message = "interval {interval} is outside 1..604800 seconds; osquery skips the query"
 
-    def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, document: Document) -> Iterator[Report]:
         from osqsdk._osquery.config import parse_interval
 
         for rec in document.queries:
@@ -97,10 +98,10 @@ class SnapshotWithRemoved(DocumentRule):
     severity = "warning"
     message = "snapshot query with removed: true; snapshots have no removed rows"
 
-    def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
-        for rec in _scheduled(document):
+    def check(self, document: Document) -> Iterator[Report]:
+        for rec, path in _scheduled(document):
             if rec.snapshot and rec.removed:
-                yield self.report(DocAnchor(rec.object_path + ("removed",), key=True))
+                yield self.report(DocAnchor(path + ("removed",), key=True))
 
 
 class ShardOutOfRange(DocumentRule):
@@ -125,10 +126,10 @@ class ShardOutOfRange(DocumentRule):
     name = "shard-out-of-range"
     message = "shard {shard} is outside 1..100"
 
-    def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, document: Document) -> Iterator[Report]:
         from osqsdk._osquery.config import parse_interval
 
-        owners = [(r.object_path, r.fields) for r in _scheduled(document)]
+        owners = [(path, r.fields) for r, path in _scheduled(document)]
         owners += [(p["path"], p["value"]) for p in document.packs.values()
                    if isinstance(p.get("value"), dict) and not p.get("fleet")]
         for path, fields in owners:
@@ -166,7 +167,7 @@ class DuplicateQueryName(DocumentRule):
     severity = "warning"
     message = "{kind} name {query!r} is used more than once in this file"
 
-    def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, document: Document) -> Iterator[Report]:
         if not document.fleet:
             return
         seen: dict[tuple[str, str], int] = {}
@@ -202,14 +203,14 @@ class ReservedQueryName(DocumentRule):
     name = "reserved-query-name"
     message = "query name {query!r} is reserved by osquery ({why})"
 
-    def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
-        for rec in _scheduled(document):
+    def check(self, document: Document) -> Iterator[Report]:
+        for rec, path in _scheduled(document):
             name = rec.name
             why = next((f"starts with {p!r}" for p in RESERVED_PREFIXES
                         if name.startswith(p)), None) or next(
                 (f"ends with {s!r}" for s in RESERVED_SUFFIXES if name.endswith(s)), None)
             if why:
-                yield self.report(DocAnchor(rec.object_path, key=True), query=name, why=why)
+                yield self.report(DocAnchor(path, key=True), query=name, why=why)
 
 
 class ScheduledNameCollision(RunRule):
@@ -232,14 +233,14 @@ class ScheduledNameCollision(RunRule):
     severity = "warning"
     message = "scheduled name {scheduled!r} is also used by {other}"
 
-    def check(self, run) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, run: LintRun) -> Iterator[Report]:
         configs = [d for d in run.documents if d.kind == "config"]
         for config in configs:
             delim = str(config.options.get("pack_delimiter", "_"))
             seen: dict[str, str] = {}
             docs = [config] + [d for d in run.documents if d.parent is config]
             for doc in docs:
-                for rec in _scheduled(doc):
+                for rec, path in _scheduled(doc):
                     pack = doc.pack_name or rec.pack
                     if rec.kind == "schedule":
                         full, label = rec.name, f"schedule query {rec.name!r}"
@@ -247,7 +248,7 @@ class ScheduledNameCollision(RunRule):
                         full = f"pack{delim}{pack}{delim}{rec.name}"
                         label = f"query {rec.name!r} of pack {pack!r}"
                     if full in seen and seen[full] != label:
-                        yield self.report(DocAnchor(rec.object_path, key=True), document=doc,
+                        yield self.report(DocAnchor(path, key=True), document=doc,
                                           scheduled=full, other=seen[full])
                     seen.setdefault(full, label)
 
@@ -275,7 +276,7 @@ class UnknownKey(DocumentRule):
     message = "{owner} has key {key!r}, which osquery ignores"
     hint = "did you mean {suggestion!r}?"
 
-    def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, document: Document) -> Iterator[Report]:
         if document.fleet or not isinstance(document.value, dict):
             return
         if document.kind == "config":
@@ -293,10 +294,10 @@ class UnknownKey(DocumentRule):
                     yield self.report(DocAnchor(pack["path"] + (key,), key=True),
                                       owner=f"pack {name!r}", key=key,
                                       suggestion=suggest(key, PACK_KEYS))
-        for rec in _scheduled(document):
+        for rec, path in _scheduled(document):
             for key in rec.fields:
                 if key not in QUERY_KEYS:
-                    yield self.report(DocAnchor(rec.object_path + (key,), key=True),
+                    yield self.report(DocAnchor(path + (key,), key=True),
                                       owner=f"query {rec.name!r}", key=key,
                                       suggestion=suggest(key, QUERY_KEYS))
 
@@ -371,7 +372,7 @@ class UndefinedFleetQuery(RunRule):
     message = "pack {pack!r} refers to query {query!r}, which no linted file defines"
     hint = "did you mean {suggestion!r}?"
 
-    def check(self, run) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, run: LintRun) -> Iterator[Report]:
         defined = {r.name for d in run.documents if d.fleet for r in d.queries
                    if r.kind == "fleet_query"}
         for doc in run.documents:

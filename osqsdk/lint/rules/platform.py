@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+from osqsdk.lint._model import Document, QueryUnit
 from osqsdk.lint._platform import FLEET_PLATFORMS, KNOWN_TOKENS, matching, tokens
 from osqsdk.lint._rule import DocAnchor, DocumentRule, QueryRule, Report
 
@@ -41,16 +43,16 @@ class TableNotOnPlatform(QueryRule):
     name = "table-not-on-platform"
     message = "table {table} does not exist on {platforms} (it exists on {available})"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         seen = set()
         for a in unit.analyses:
-            for src in a.tables():
-                missing = _missing(src.table.platforms, unit.platforms)
-                if missing and src.table.name not in seen:
-                    seen.add(src.table.name)
+            for src, table in a.tables():
+                missing = _missing(table.platforms, unit.platforms)
+                if missing and table.name not in seen:
+                    seen.add(table.name)
                     yield self.at(src.node.this, table=src.display,
                                   platforms=", ".join(missing),
-                                  available=", ".join(src.table.platforms))
+                                  available=", ".join(table.platforms))
 
 
 class ColumnNotOnPlatform(QueryRule):
@@ -80,7 +82,7 @@ class ColumnNotOnPlatform(QueryRule):
     severity = "warning"
     message = "column {table}.{column} is only filled on {available}, not on {platforms}"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         seen = set()
         for a in unit.analyses:
             for ref in a.columns:
@@ -96,7 +98,7 @@ class ColumnNotOnPlatform(QueryRule):
                                   available=", ".join(col.platforms))
 
 
-def _platform_values(document) -> Iterator[tuple[tuple, str, str]]:  # type: ignore[no-untyped-def]
+def _platform_values(document: Document) -> Iterator[tuple[tuple[Any, ...], str, str]]:
     for name, pack in document.packs.items():
         if isinstance(pack.get("platform"), str):
             yield pack["path"] + ("platform",), pack["platform"], f"pack {name}"
@@ -127,7 +129,7 @@ class UnknownPlatform(DocumentRule):
     name = "unknown-platform"
     message = "platform {value!r} of {owner}: {problem}"
 
-    def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, document: Document) -> Iterator[Report]:
         fleet = document.fleet
         for path, value, owner in _platform_values(document):
             words = tokens(value)
@@ -168,7 +170,7 @@ class PlatformConflict(DocumentRule):
     message = ("query platform {query_platform!r} shares no platform with pack {pack} "
                "({pack_platform!r})")
 
-    def check(self, document) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, document: Document) -> Iterator[Report]:
         for rec in document.queries:
             if rec.platform is None or rec.pack_platform is None or rec.object_path is None:
                 continue

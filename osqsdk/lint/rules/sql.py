@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from sqlglot import exp
 
+from osqsdk.lint._model import QueryUnit
 from osqsdk.lint._rule import QueryRule, Report
 from osqsdk.lint._sql import QUERY_TYPES, suggest
 from osqsdk.schema import version_key
@@ -36,7 +37,7 @@ class MultipleStatements(QueryRule):
     severity = "warning"
     message = "{count} statements in one query; osquery runs each of them"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         stmts = unit.parsed.statements
         if len(stmts) > 1:
             yield self.at(stmts[1], count=len(stmts))
@@ -64,7 +65,7 @@ class NotASelect(QueryRule):
     name = "not-a-select"
     message = "{statement} statement; osquery queries must be SELECT"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         for stmt in unit.parsed.statements:
             if not isinstance(stmt, (*QUERY_TYPES, exp.Subquery)):
                 kind = stmt.key.upper() if hasattr(stmt, "key") else type(stmt).__name__
@@ -97,7 +98,7 @@ class UnknownTable(QueryRule):
     message = "no such table: {table}{detail}"
     hint = "did you mean {suggestion!r}?"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         schema = unit.schema
         version = unit.settings.osquery_version
         for a in unit.analyses:
@@ -114,8 +115,7 @@ class UnknownTable(QueryRule):
                               table=name, detail=detail,
                               suggestion=suggest(name, list(schema.tables)))
             if version:
-                for src in a.tables():
-                    t = src.table
+                for src, t in a.tables():
                     if t.origin == "osquery" and t.since and \
                             version_key(t.since) > version_key(version):
                         yield self.at(src.node.this, table=src.display,
@@ -153,7 +153,7 @@ class UnknownColumn(QueryRule):
     message = "no such column: {column}{where}"
     hint = "did you mean {suggestion!r}?"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         version = unit.settings.osquery_version
         for a in unit.analyses:
             for ref in a.columns:
@@ -206,7 +206,7 @@ class AmbiguousColumn(QueryRule):
     name = "ambiguous-column"
     message = "ambiguous column name: {column} (in {tables})"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         for a in unit.analyses:
             for ref in a.columns:
                 if ref.status == "ambiguous":
@@ -236,7 +236,7 @@ class UnknownFunction(QueryRule):
     message = "no such function: {function}"
     hint = "did you mean {suggestion!r}?"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         known = unit.functions
         for a in unit.analyses:
             for call in a.functions:
@@ -269,7 +269,7 @@ class WrongArgumentCount(QueryRule):
     name = "wrong-argument-count"
     message = "{function}() takes {expected} argument(s), not {count}"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         known = unit.functions
         for a in unit.analyses:
             for call in a.functions:
@@ -305,7 +305,7 @@ class DoubleQuotedString(QueryRule):
     message = 'double-quoted "{text}" is not a column; SQLite reads it as a string'
     hint = "use single quotes for strings"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         for a in unit.analyses:
             for ref in a.columns:
                 if ref.status == "quoted-string":
@@ -334,7 +334,7 @@ class DuplicateOutputColumn(QueryRule):
     severity = "warning"
     message = "result column {column!r} appears {count} times; osquery keeps only one"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         for a in unit.analyses:
             if not a.outputs:
                 continue
@@ -371,7 +371,7 @@ class SelectStar(QueryRule):
     severity = "info"
     message = "SELECT * returns every column of {tables}"
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         for a in unit.analyses:
             for node, block, sources in a.stars:
                 if block.parent is not None:
@@ -403,7 +403,7 @@ class LikeWithoutWildcard(QueryRule):
     severity = "info"
     message = "LIKE {pattern!r} has no wildcard; it is a case-insensitive ="
 
-    def check(self, unit) -> Iterator[Report]:  # type: ignore[no-untyped-def]
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
         for a in unit.analyses:
             for node in a.statement.find_all(exp.Like):
                 pat = node.expression
