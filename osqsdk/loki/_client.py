@@ -177,9 +177,9 @@ class LokiClient:
     def push(self, labels: Mapping[str, str] | str, line: str, ts_ns: int | None = None,
              metadata: Sequence[tuple[str, str]] = ()) -> int:
         """Spool one entry; ``labels`` is a mapping or a label string. Returns its seq."""
-        if labels.__class__ is not str:
-            labels = format_labels(labels)  # type: ignore[arg-type]
-        entry = Entry(labels, time.time_ns() if ts_ns is None else ts_ns, line,  # type: ignore[arg-type]
+        if not isinstance(labels, str):
+            labels = format_labels(labels)
+        entry = Entry(labels, time.time_ns() if ts_ns is None else ts_ns, line,
                       tuple((k, sanitize_text(v)) for k, v in metadata) if metadata else ())
         if len(line) * 4 > self._line_limit:
             return self.push_entries((entry,))
@@ -419,7 +419,7 @@ class LokiClient:
                  nbytes: int | None = None) -> None:
         attempt = 0
         if body is None:
-            body = encode(streams, self.config.encoding, self.config.compression)
+            body = encode(_resolve(streams), self.config.encoding, self.config.compression)
         while True:
             status, text, retry_after = self._post(body)
             count = body.entries
@@ -427,7 +427,7 @@ class LokiClient:
                 self.metrics.sent_entries.inc(count)
                 self.metrics.sent_bytes.inc(
                     nbytes if nbytes is not None
-                    else sum(entry_bytes(e) for _, es in streams for e in es))
+                    else sum(entry_bytes(e) for _, es in _resolve(streams) for e in es))
                 self.metrics.last_success.set(time.time())
                 if attempt:
                     log.info("Loki accepted a batch of %d entries after %d retries", count,

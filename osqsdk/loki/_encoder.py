@@ -22,7 +22,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import Any, BinaryIO
+from typing import IO, Any, Protocol
 
 import orjson
 
@@ -67,14 +67,20 @@ def _frame(header: Any, body: bytes = b"") -> bytes:
     return _FRAME.pack(len(head), len(body)) + head + body
 
 
-def _read_exact(stream: BinaryIO, size: int) -> bytes:
+class _Reader(Protocol):
+    """What frames are read from: a binary stream, or a _TimedReader."""
+
+    def read(self, size: int, /) -> bytes | None: ...
+
+
+def _read_exact(stream: _Reader, size: int) -> bytes:
     data = stream.read(size)
     if data is None or len(data) != size:
         raise EOFError("the other end closed the pipe")
     return data
 
 
-def _read_frame(stream: BinaryIO) -> tuple[Any, bytes]:
+def _read_frame(stream: _Reader) -> tuple[Any, bytes]:
     head_len, body_len = _FRAME.unpack(_read_exact(stream, _FRAME.size))
     header = orjson.loads(_read_exact(stream, head_len))
     return header, _read_exact(stream, body_len) if body_len else b""
@@ -124,9 +130,12 @@ class EncoderProcess:
         except (OSError, ValueError, TypeError) as exc:
             raise EncoderError(f"cannot start the encoder process: {exc}") from None
         self._timeout = timeout
-        self._reader = _TimedReader(self._proc.stdout.fileno(), timeout)  # type: ignore[union-attr]
+        # stdin=PIPE and stdout=PIPE: Popen has opened both
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._stdin: IO[bytes] = self._proc.stdin
+        self._reader = _TimedReader(self._proc.stdout.fileno(), timeout)
         try:
-            os.set_blocking(self._proc.stdin.fileno(), False)  # type: ignore[union-attr]
+            os.set_blocking(self._stdin.fileno(), False)
             settings = {name: getattr(config, name) for name in _SETTINGS}
             for name in ("static_labels", "labels", "structured_metadata"):
                 settings[name] = dict(settings[name])
@@ -143,7 +152,7 @@ class EncoderProcess:
     def _send(self, header: Any) -> None:
         view = memoryview(_frame(header))
         try:
-            fd = self._proc.stdin.fileno()  # type: ignore[union-attr]
+            fd = self._stdin.fileno()
             while view:
                 _, ready, _ = select.select([], [fd], [], self._timeout)
                 if not ready:
@@ -166,7 +175,7 @@ class EncoderProcess:
             raise EncoderBatchError(f"the batch cannot be sent to the encoder process "
                                     f"({exc})") from None
         try:
-            header, body = _read_frame(self._reader)  # type: ignore[arg-type]
+            header, body = _read_frame(self._reader)
         except (OSError, EOFError, ValueError) as exc:
             raise EncoderError(f"no answer from the encoder process ({exc})") from None
         if "error" in header:
@@ -192,7 +201,7 @@ class EncoderProcess:
     def close(self) -> None:
         """Let the child exit (end of its input) and reap it."""
         try:
-            self._proc.stdin.close()  # type: ignore[union-attr]
+            self._stdin.close()
         except OSError:
             pass
         try:

@@ -302,6 +302,8 @@ class Spool:
         except FileNotFoundError:
             return first
         if len(data) == _ACK.size:
+            seq: int
+            crc: int
             seq, crc = _ACK.unpack(data)
             if zlib.crc32(data[:8]) == crc:
                 return max(seq, first)
@@ -704,7 +706,7 @@ class Spool:
             if damaged is not None:
                 self._skip_damaged(segment, damaged, is_last)
             elif self._reader_off >= segment.size and not is_last:
-                self._advance_reader()
+                self._advance_reader(segment)
             elif is_last and self._reader_off >= segment.size:
                 # everything on disk is read; anything newer is held in memory
                 self._read_seq = max(self._read_seq, min(self._written_seq + 1,
@@ -728,8 +730,9 @@ class Spool:
             self._reader_seg, self._reader_off = candidate.first_seq, 0
         return candidate
 
-    def _advance_reader(self) -> None:
-        index = [s.first_seq for s in self._segments].index(self._reader_seg)
+    def _advance_reader(self, segment: _Segment) -> None:
+        # segment is the one being read: self._reader_seg == segment.first_seq
+        index = [s.first_seq for s in self._segments].index(segment.first_seq)
         nxt = self._segments[index + 1]
         self._read_seq = max(self._read_seq, nxt.first_seq)
         self._close_reader()
@@ -749,7 +752,7 @@ class Spool:
             self.on_drop("corrupt", lost, segment.size - damaged.offset)
         self._read_seq = max(self._read_seq, end_seq)
         if not is_last:
-            self._advance_reader()
+            self._advance_reader(segment)
 
     def _read_recent(self, max_bytes: int) -> list[tuple[int, Entry, int]]:
         out: list[tuple[int, Entry, int]] = []

@@ -7,20 +7,23 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+if TYPE_CHECKING:
+    from osqsdk.runner import Engine
 
 __all__ = ["query", "run", "test"]
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"osqsdk: {message}", err=True)
     raise click.exceptions.Exit(code)
 
 
 def _engine(fixtures: str | None, extensions: tuple[str, ...], platform: str, strict: bool,
-            schemas: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+            schemas: tuple[str, ...] = ()) -> Engine:
     from osqsdk.errors import PluginDefinitionError, SchemaError
     from osqsdk.runner import Engine, FixtureError, Fixtures
     from osqsdk.schema import default_schema, load_schema

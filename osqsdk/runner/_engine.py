@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apsw
 
@@ -19,6 +19,9 @@ from osqsdk.runner._fixtures import Fixtures
 from osqsdk.runner._sources import FixtureSource, PluginSource, RemoteSource
 from osqsdk.runner._values import result_text
 from osqsdk.runner._vtable import CallRecord, TableError, VirtualTableModule
+
+if TYPE_CHECKING:
+    from osqsdk.extension._manager import ManagerDouble
 
 __all__ = ["Engine", "QueryResult"]
 
@@ -81,7 +84,7 @@ class Engine:
     def calls(self) -> deque[CallRecord]:
         return self.module.calls
 
-    def _fixture_rows(self, name: str):  # type: ignore[no-untyped-def]
+    def _fixture_rows(self, name: str) -> Callable[[], list[dict[str, Any]] | None]:
         return lambda: self.fixtures.rows(name, self.tick)
 
     def _attach(self, source: Any) -> None:
@@ -134,7 +137,7 @@ class Engine:
         return self.plugins.get(registry, {}).get(name)
 
     # -- running extensions, the way osqueryd hosts them ------------------------------------
-    def serve(self, socket_path: str | None = None, **options: Any):  # type: ignore[no-untyped-def]
+    def serve(self, socket_path: str | None = None, **options: Any) -> ManagerDouble:
         """Start an extension manager on ``socket_path`` backed by this engine.
 
         Extensions that register there get their tables attached (called over Thrift),

@@ -64,7 +64,7 @@ import stat
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import apsw
 
@@ -421,9 +421,9 @@ def _in_cidr_block(cidr: Any, ip: Any) -> Any:
     # address plus one, which wraps to :: for networks reaching ffff:...:ffff.
     host_mask = (1 << (128 - prefix)) - 1
     base_value = int.from_bytes(base.packed, "big")
-    begin = (base_value & ~host_mask, base.scope)
-    end = (((base_value | host_mask) + 1) & ((1 << 128) - 1), base.scope)
-    return int(begin <= (value, address.scope) < end)
+    begin6 = (base_value & ~host_mask, base.scope)
+    end6 = (((base_value | host_mask) + 1) & ((1 << 128) - 1), base.scope)
+    return int(begin6 <= (value, address.scope) < end6)
 
 
 # --------------------------------------------------------------------------------------
@@ -508,7 +508,9 @@ def _ecma_escape(pattern: bytes, i: int, in_class: bool) -> tuple[int, bytes, st
     if char.isdigit():
         if in_class:
             raise _BadRegex
-        digits = _DIGITS.match(pattern, i + 1).group(0)  # all digits: one back-reference
+        match = _DIGITS.match(pattern, i + 1)
+        assert match is not None  # char (pattern[i + 1]) is an ASCII digit
+        digits = match.group(0)  # all digits: one back-reference
         if int(digits) > 99:
             raise _BadRegex
         return i + 1 + len(digits), b"(?:\\" + digits + b")", "atom"
@@ -1184,4 +1186,6 @@ def register(connection: apsw.Connection, *, regexp: bool = False) -> None:
     for name, flavour in COLLATIONS.items():
         connection.create_collation(name, _collation(flavour))
     if regexp:
-        connection.create_scalar_function("regexp", _regexp, 2, deterministic=True)
+        # cast: apsw's ScalarProtocol is variadic only; apsw calls this with numargs (2) values
+        connection.create_scalar_function("regexp", cast("apsw.ScalarProtocol", _regexp), 2,
+                                          deterministic=True)

@@ -176,7 +176,7 @@ def _rank(value: Any) -> tuple[int, Any]:
     return (2, value)
 
 
-def _row_key(row: Mapping[str, Any]) -> tuple:
+def _row_key(row: Mapping[str, Any]) -> tuple[tuple[str, tuple[int, Any]], ...]:
     return tuple((k, _rank(v)) for k, v in sorted(row.items()))
 
 
@@ -443,17 +443,14 @@ class Scheduler:
         state = self._state.get(query.name)
         fresh = state is None or state.epoch != self.epoch
         new_sql = state is not None and state.sql != query.sql
-        if fresh or new_sql:
+        removed: list[dict[str, Any]]
+        if state is None or fresh or new_sql:  # "state is None" (fresh) spelled out for mypy
             added, removed = list(rows), []
+            counter = 0
         else:
             added, removed = diff_rows(state.rows, rows)
+            counter = state.counter + 1 if added or removed else state.counter
         changed = bool(added or removed)
-        if fresh or new_sql:
-            counter = 0
-        elif changed:
-            counter = state.counter + 1
-        else:
-            counter = state.counter
         if fresh or new_sql or changed:
             self._state[query.name] = _State(rows, counter, self.epoch, query.sql)
         if not query.removed:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from osqsdk._osquery.columns import ColumnOptions, ColumnType
 from osqsdk.extension._table import TablePlugin, coerce_value
 from osqsdk.runner._vtable import ColumnInfo, TableError
+
+if TYPE_CHECKING:
+    from osqsdk.extension._wire.client import Reply
 
 __all__ = ["FixtureSource", "PluginSource", "RemoteSource", "columns_from_routes"]
 
@@ -84,7 +87,7 @@ class RemoteSource:
         self.writable = True
         self.timeout = timeout
 
-    def _call(self, request: dict[str, str]):  # type: ignore[no-untyped-def]
+    def _call(self, request: dict[str, str]) -> Reply:
         from osqsdk.errors import ExtensionError
         from osqsdk.extension._wire.client import Client
 

@@ -16,7 +16,7 @@ import json
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import apsw
 
@@ -172,7 +172,7 @@ class _Table:
 
     # -- writes (docs/protocol.md §3.6, osquery's xUpdate) -------------------------------------
     def _values_json(self, fields: Sequence[Any]) -> str:
-        values = []
+        values: list[int | float | str | None] = []
         for column, value in zip(self.columns, fields):
             if value is None:
                 if column.options in (ColumnOptions.INDEX, ColumnOptions.REQUIRED):
@@ -338,7 +338,10 @@ class VirtualTableModule:
 
             Connect = Create
 
-        self.connection.createmodule(source.name, Module(), use_bestindex_object=True)
+        # cast: apsw's VTModule/VTTable protocols list every optional method (ShadowName,
+        # Begin, Rename, ...) as required, but apsw looks each one up and skips those missing.
+        self.connection.createmodule(source.name, cast("apsw.VTModule", Module()),
+                                     use_bestindex_object=True)
         self.connection.execute(
             f'CREATE VIRTUAL TABLE temp."{source.name}" USING "{source.name}"()')
         for alias in source.aliases:

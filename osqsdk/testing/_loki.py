@@ -114,7 +114,7 @@ def parse_label_string(text: str) -> list[tuple[str, str]]:
         nonlocal pos
         quote = text[pos]
         pos += 1
-        out = []
+        out: list[str] = []
         while True:
             if pos >= n:
                 raise error("unterminated quoted string")
@@ -565,11 +565,11 @@ class LokiReceiver:
         data = _json(body, "logproto.PushRequest")
         if data is not None and not isinstance(data, dict):
             raise _Refused(400, "logproto.PushRequest: expect object")
-        out = []
+        out: _Streams = []
         for stream in _array((data or {}).get("streams"), "logproto.PushRequest.streams"):
             if not isinstance(stream, dict) or not isinstance(stream.get("labels", ""), str):
                 raise _Refused(400, "logproto.Stream: expect labels string")
-            entries = []
+            entries: _Entries = []
             for entry in _array(stream.get("entries"), "logproto.Stream.entries"):
                 try:
                     ts_ns = _parse_rfc3339(entry["ts"])
@@ -851,7 +851,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
