@@ -53,3 +53,12 @@ def test_ruff_is_clean_with_the_projects_rule_selection():
     result = subprocess.run([str(ruff), "check", "--no-cache", "osqsdk", "tests", "extensions"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_is_clean(tmp_path):
+    mypy = Path(sys.executable).with_name("mypy")
+    # the settings (strict, the generated code left out) are in pyproject.toml
+    result = subprocess.run([str(mypy), "--cache-dir", str(tmp_path / "cache")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success: no issues found" in result.stdout

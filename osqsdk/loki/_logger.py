@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from osqsdk._osquery.records import ResultLog, StatusLog, parse_result
+from osqsdk._osquery.records import ResultLog, StatusLog
 from osqsdk.extension._logger import LoggerPlugin
 from osqsdk.extension._plugin import Response
 from osqsdk.loki._client import LokiClient
@@ -63,53 +62,31 @@ class LokiLogger(LoggerPlugin):
         super().__init__(config.plugin_name, log_result=self._log_result,
                          log_status=self._log_status)
 
-    def call(self, request: Mapping[str, str]) -> Response:
-        line = request.get("string")
-        if line is not None:
-            return self._line(line, request.get("category", ""))
-        if "snapshot" in request:
-            return self._line(request["snapshot"], "")
-        if "string_batch" in request:
-            return self._string_batch(request["string_batch"])
-        return super().call(request)
-
-    def _line(self, line: str, category: str) -> Response:
-        if len(line) <= self._raw_chars:
-            # The common case: spooled as it came, parsed and labelled when shipped.
-            try:
-                self._push_raw(line)
-            except Exception as exc:  # answered as success all the same
-                self._spool_failed(1, len(line), exc)
-            # counted on arrival, not when shipped: alert rules read these counters, and
-            # they must rise while Loki is down too
-            self._add_line(line)
-            return _OK
-        # Lines this long may be truncated by max_line_bytes: parsed before that, so that
-        # their labels survive.
+    # LoggerPlugin routes every request; these are the two points where shipping to Loki
+    # differs from its defaults.
+    def result_line(self, line: str, category: str) -> Response:
+        if len(line) > self._raw_chars:
+            # Lines this long may be truncated by max_line_bytes: parsed before that, so
+            # that their labels survive.
+            return super().result_line(line, category)
+        # The common case: spooled as it came, parsed and labelled when shipped.
         try:
-            record = parse_result(line, category)
-        except ValueError as exc:
-            # Never a failure to osqueryd (it would exit); ship the line as it came.
-            log.error("logger %s: result line is not osquery's format (%s); shipped with "
-                      "log_type=unparsed: %.200s", self.name, exc, line)
-            self._accept([self.mapper.unparsed(line)])
-            return Response.ok()
-        self._log_result(record)
-        return Response.ok()
+            self._push_raw(line)
+        except Exception as exc:  # answered as success all the same
+            self._spool_failed(1, len(line), exc)
+        # counted on arrival, not when shipped: alert rules read these counters, and they
+        # must rise while Loki is down too
+        self._add_line(line)
+        return _OK
 
-    def _string_batch(self, text: str) -> Response:
-        try:
-            lines = json.loads(text)
-        except json.JSONDecodeError as exc:
-            log.error("logger %s: string_batch is not JSON (%s); shipped with "
-                      "log_type=unparsed", self.name, exc)
-            self._accept([self.mapper.unparsed(text)])
-            return Response.ok()
-        if not isinstance(lines, list):
-            lines = [text]
-        for line in lines:
-            self._line(line if isinstance(line, str) else json.dumps(line), "")
-        return Response.ok()
+    def unreadable_result(self, line: str, cause: str) -> Response:
+        # Never a failure to osqueryd (it would exit); ship the line as it came.
+        with self._lock:
+            self.unreadable += 1
+        log.error("logger %s: result line is not osquery's format (%s); shipped with "
+                  "log_type=unparsed: %.200s", self.name, cause, line)
+        self._accept([self.mapper.unparsed(line)])
+        return _OK
 
     def _log_result(self, record: ResultLog) -> None:
         self._accept([self.mapper.result(record)])

@@ -145,7 +145,7 @@ def test_deliberate_failure_is_the_only_failure_for_results():
     ({"string": '{"name":"q","unixTime":"soon","columns":{},"action":"added"}'}, "unixTime"),
     ({"string": '{"name":"q"}'}, "none of 'columns'"),
     ({"snapshot": "{"}, "result line is not JSON"),
-    ({"string_batch": "[1]"}, "string_batch item is not a string"),
+    ({"string_batch": "[1]"}, "not a JSON object"),
     ({"string_batch": "{"}, "string_batch is not JSON"),
 ])
 def test_an_unreadable_result_line_is_counted_and_logged_never_a_failure(
