@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from osqsdk._osquery.columns import ColumnOptions, ColumnType
 from osqsdk.extension._table import TablePlugin, coerce_value
+from osqsdk.runner._remote import RemoteCallError, call_extension
 from osqsdk.runner._vtable import ColumnInfo, TableError
 
 if TYPE_CHECKING:
@@ -88,17 +89,11 @@ class RemoteSource:
         self.timeout = timeout
 
     def _call(self, request: dict[str, str]) -> Reply:
-        from osqsdk.errors import ExtensionError
-        from osqsdk.extension._wire.client import Client
-
         try:
-            with Client(self.socket_path, timeout=10.0, manager=False) as probe:
-                if probe.ping().code == 1:
-                    raise TableError(f"Extension socket not available: {self.socket_path}")
-            with Client(self.socket_path, timeout=self.timeout, manager=False) as client:
-                return client.call("table", self.name, request)
-        except ExtensionError as exc:
-            raise TableError(f"Extension call failed: {exc}") from exc
+            return call_extension(self.socket_path, "table", self.name, request,
+                                  timeout=self.timeout)
+        except RemoteCallError as exc:
+            raise TableError(str(exc)) from exc
 
     def generate(self, context: str | None) -> list[dict[str, Any]]:
         request = {"action": "generate"}
