@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from osqsdk._osquery.config import StrippedText
+    from osqsdk.lint._judge import Verdict
     from osqsdk.lint._settings import Settings
     from osqsdk.lint._sql import Analysis, Parsed
     from osqsdk.lint._text import Positions, SourceText
@@ -119,6 +120,19 @@ class QueryUnit:
     cost: Any = None
     functions: dict[str, tuple[int, ...]] = field(default_factory=dict)  # name -> arities
     fleetd: Schema | None = None  # Fleet's tables, to explain unknown tables outside Fleet
+    # SQLite's verdict per statement, up to the first it refuses (docs/lint.md §1.2)
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def refusal(self) -> Verdict | None:
+        """The statement SQLite refuses to compile, or None when the query compiles."""
+        last = self.verdicts[-1] if self.verdicts else None
+        return last if last is not None and last.error is not None else None
+
+    def refused_as(self, *kinds: str) -> Verdict | None:
+        """The refusal when SQLite refuses the query for one of ``kinds``, else None."""
+        refusal = self.refusal
+        return refusal if refusal is not None and refusal.kind in kinds else None
 
     @property
     def analysis(self) -> Analysis | None:

@@ -21,6 +21,7 @@ rule that subclasses :class:`Rule` directly has no ``check``: the loader reports
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:  # pragma: no cover
     from sqlglot import exp
 
+    from osqsdk.lint._judge import Verdict
     from osqsdk.lint._model import Document, LintRun, QueryUnit
 
 __all__ = ["DocAnchor", "DocumentRule", "FileAnchor", "QueryRule", "Report", "Rule",
@@ -111,6 +113,24 @@ class QueryRule(Rule):
 
         start, end = node_span(node) if node is not None else (None, None)
         return self.report(SqlAnchor(start, end), **args)
+
+    def at_refusal(self, unit: QueryUnit, verdict: Verdict, /, **args: Any) -> Report:
+        """A report where SQLite points: its offset, else the name it refuses, else the
+        whole statement."""
+        sql = unit.record.sql
+        if verdict.offset is not None:
+            width = len(verdict.name) if verdict.name else 1
+            return self.report(SqlAnchor(verdict.offset, min(len(sql), verdict.offset + width)),
+                               **args)
+        if verdict.name:
+            found = re.search(r"(?<![\w$])" + re.escape(verdict.name) + r"(?![\w$])",
+                              sql[verdict.start:verdict.end], re.IGNORECASE)
+            if found:
+                start = verdict.start + found.start()
+                return self.report(SqlAnchor(start, start + len(verdict.name)), **args)
+        text = sql[verdict.start:verdict.end]
+        lead = len(text) - len(text.lstrip())
+        return self.report(SqlAnchor(verdict.start + lead, verdict.end), **args)
 
 
 class DocumentRule(Rule):

@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from osqsdk.lint._finding import Finding, severity_rank
 from osqsdk.lint._model import Document, LintRun, QueryRecord, QueryUnit
@@ -30,6 +30,9 @@ from osqsdk.lint._rule import (
     SqlAnchor,
 )
 from osqsdk.lint._settings import Settings
+
+if TYPE_CHECKING:
+    from osqsdk.lint._judge import Judge
 
 __all__ = ["NOQA", "LintResult", "lint_paths", "lint_text", "selected_rules"]
 
@@ -129,6 +132,19 @@ class _Engine:
         self.schema = schema if schema is not None else _base_schema(settings)
         self.functions, self.tvfs = _functions()
         self._analyses: dict[tuple[str, int], list[Any]] = {}
+        self._judges: dict[int, Judge] = {}
+
+    def judge(self, schema: Any) -> Judge:
+        """SQLite with ``schema``'s tables and osquery's functions (one per schema)."""
+        judge = self._judges.get(id(schema))
+        if judge is None:
+            from osqsdk.lint._judge import Judge
+            from osqsdk.schema import read_data
+
+            data = read_data("functions.json")
+            judge = Judge(schema, self.functions, collations=data["collations"])
+            self._judges[id(schema)] = judge
+        return judge
 
     def schema_for(self, document: Document) -> Any:
         if document.fleet or self.settings.fleetd:
@@ -178,7 +194,11 @@ class _Engine:
 
         schema = self.schema_for(doc)
         parsed = parse(rec.sql)
-        analyses = self.analyze(rec.sql, schema) if not parsed.error else []
+        verdicts = self.judge(schema).compile(rec.sql)
+        refused = verdicts[-1].kind if verdicts and verdicts[-1].error else None
+        # a query SQLite cannot even read gets no further analysis (one finding per problem)
+        analyses = (self.analyze(rec.sql, schema)
+                    if not parsed.error and refused not in ("syntax", "other") else [])
         platforms: frozenset[str] | None
         if self.settings.platform is not None:
             platforms = self.settings.platform
@@ -188,7 +208,7 @@ class _Engine:
         cost = estimate(analyses[0]) if analyses else None
         fleetd = _fleetd() if not (doc.fleet or self.settings.fleetd) else None
         return QueryUnit(rec, doc, parsed, analyses, schema, self.settings, platforms, cost,
-                         self.functions, fleetd)
+                         self.functions, fleetd, verdicts)
 
 
 def _fleet_pack_records(documents: list[Document]) -> None:

@@ -28,6 +28,7 @@ from osqsdk.lint.rules.decorators import (
 )
 from osqsdk.lint.rules.inputs import (
     AnalysisFailed,
+    AnalysisSkipped,
     ConfigTooLarge,
     DuplicateKey,
     InvalidJson,
@@ -73,7 +74,7 @@ __all__ = ["ALL_RULES", "rule_by_code"]
 
 ALL_RULES: tuple[type[Rule], ...] = (
     SyntaxError_, InvalidJson, InvalidYaml, UnreadableFile, TooDeeplyNested, ConfigTooLarge,
-    InvalidStructure, DuplicateKey, AnalysisFailed,
+    InvalidStructure, DuplicateKey, AnalysisFailed, AnalysisSkipped,
     MultipleStatements, NotASelect, UnknownTable, UnknownColumn, AmbiguousColumn,
     UnknownFunction, WrongArgumentCount, DoubleQuotedString, DuplicateOutputColumn,
     SelectStar, LikeWithoutWildcard,

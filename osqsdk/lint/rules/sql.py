@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from sqlglot import exp
 
 from osqsdk.lint._model import QueryUnit
-from osqsdk.lint._rule import QueryRule, Report
-from osqsdk.lint._sql import QUERY_TYPES, suggest
+from osqsdk.lint._rule import QueryRule, Report, SqlAnchor
+from osqsdk.lint._sql import suggest
 from osqsdk.schema import version_key
 
 __all__ = ["AmbiguousColumn", "DoubleQuotedString", "DuplicateOutputColumn",
@@ -38,9 +39,14 @@ class MultipleStatements(QueryRule):
     message = "{count} statements in one query; osquery runs each of them"
 
     def check(self, unit: QueryUnit) -> Iterator[Report]:
-        stmts = unit.parsed.statements
-        if len(stmts) > 1:
-            yield self.at(stmts[1], count=len(stmts))
+        from osqsdk.lint._judge import split_statements
+
+        spans = split_statements(unit.record.sql)
+        if len(spans) > 1:
+            start, end = spans[1]
+            text = unit.record.sql[start:end]
+            lead = len(text) - len(text.lstrip())
+            yield self.report(SqlAnchor(start + lead, end), count=len(spans))
 
 
 class NotASelect(QueryRule):
@@ -66,10 +72,12 @@ class NotASelect(QueryRule):
     message = "{statement} statement; osquery queries must be SELECT"
 
     def check(self, unit: QueryUnit) -> Iterator[Report]:
-        for stmt in unit.parsed.statements:
-            if not isinstance(stmt, (*QUERY_TYPES, exp.Subquery)):
-                kind = stmt.key.upper() if hasattr(stmt, "key") else type(stmt).__name__
-                yield self.at(stmt, statement=kind)
+        refused = unit.refused_as("not_select")
+        if refused is None:  # SQLite compiles it as a query (docs/lint.md §1.2)
+            return
+        text = unit.record.sql[refused.start:refused.end].strip()
+        word = re.match(r"\w+", text)
+        yield self.at_refusal(unit, refused, statement=word.group().upper() if word else text)
 
 
 class UnknownTable(QueryRule):
@@ -101,8 +109,11 @@ class UnknownTable(QueryRule):
     def check(self, unit: QueryUnit) -> Iterator[Report]:
         schema = unit.schema
         version = unit.settings.osquery_version
+        refused = unit.refused_as("table")  # SQLite decides (docs/lint.md §1.2)
+        found = False
         for a in unit.analyses:
-            for src in a.unknown_tables:
+            for src in a.unknown_tables if refused is not None else ():
+                found = True
                 name = src.display
                 detail = ""
                 removed = schema.removed_table(name)
@@ -121,6 +132,9 @@ class UnknownTable(QueryRule):
                         yield self.at(src.node.this, table=src.display,
                                       detail=f" in osquery {version} (added in {t.since})",
                                       suggestion=None)
+        if refused is not None and not found and refused.name:
+            yield self.at_refusal(unit, refused, table=refused.name, detail="",
+                                  suggestion=suggest(refused.name, list(schema.tables)))
 
 
 class UnknownColumn(QueryRule):
@@ -155,8 +169,14 @@ class UnknownColumn(QueryRule):
 
     def check(self, unit: QueryUnit) -> Iterator[Report]:
         version = unit.settings.osquery_version
+        refused = unit.refused_as("column")  # SQLite decides (docs/lint.md §1.2)
+        found = False
         for a in unit.analyses:
             for ref in a.columns:
+                if ref.status in ("unknown", "unknown-qualifier") and refused is None:
+                    continue
+                if ref.status in ("unknown", "unknown-qualifier"):
+                    found = True
                 if ref.status == "unknown":
                     sources = [ref.source] if ref.source else ref.candidates
                     names = [n for s in sources if s for n in s.column_names()]
@@ -180,10 +200,14 @@ class UnknownColumn(QueryRule):
                     yield self.at(ref.node, column=ref.name,
                                   where=f" in osquery {version} (added in {ref.column.since})",
                                   suggestion=None)
-            for node, name, src in a.using_errors:
+            for node, name, src in a.using_errors if refused is not None else ():
+                found = True
                 where = f" in {src.display}" if src is not None else " on the left of the join"
                 yield self.at(node, column=name, where=where + " (JOIN ... USING)",
                               suggestion=None)
+        if refused is not None and not found:
+            yield self.at_refusal(unit, refused, column=refused.name or "?", where="",
+                                  suggestion=None)
 
 
 class AmbiguousColumn(QueryRule):
@@ -207,11 +231,19 @@ class AmbiguousColumn(QueryRule):
     message = "ambiguous column name: {column} (in {tables})"
 
     def check(self, unit: QueryUnit) -> Iterator[Report]:
+        refused = unit.refused_as("ambiguous")  # SQLite decides (docs/lint.md §1.2)
+        if refused is None:
+            return
+        found = False
         for a in unit.analyses:
             for ref in a.columns:
                 if ref.status == "ambiguous":
+                    found = True
                     yield self.at(ref.node, column=ref.name,
                                   tables=", ".join(s.display for s in ref.candidates))
+        if not found:
+            yield self.at_refusal(unit, refused, column=refused.name or "?",
+                                  tables="more than one table")
 
 
 class UnknownFunction(QueryRule):
@@ -237,15 +269,25 @@ class UnknownFunction(QueryRule):
     hint = "did you mean {suggestion!r}?"
 
     def check(self, unit: QueryUnit) -> Iterator[Report]:
+        refused = unit.refused_as("function")  # SQLite decides (docs/lint.md §1.2)
+        if refused is None:
+            return
         known = unit.functions
+        found = False
         for a in unit.analyses:
             for call in a.functions:
                 if call.name.lower() not in known:
+                    found = True
                     yield self.at(call.node, function=call.name,
                                   suggestion=suggest(call.name, list(known)))
             for node in a.statement.find_all(exp.RegexpLike):
                 if "regexp" not in known:
+                    found = True
                     yield self.at(node, function="REGEXP (operator)", suggestion="regex_match")
+        if not found:
+            name = refused.name or "?"
+            yield self.at_refusal(unit, refused, function=name,
+                                  suggestion=suggest(name, list(known)))
 
 
 class WrongArgumentCount(QueryRule):
@@ -270,15 +312,30 @@ class WrongArgumentCount(QueryRule):
     message = "{function}() takes {expected} argument(s), not {count}"
 
     def check(self, unit: QueryUnit) -> Iterator[Report]:
+        refused = unit.refused_as("arguments")  # SQLite decides (docs/lint.md §1.2)
+        if refused is None:
+            return
         known = unit.functions
+        found = False
         for a in unit.analyses:
             for call in a.functions:
                 allowed = known.get(call.name.lower())
                 if not allowed or -1 in allowed or call.nargs in allowed:
                     continue
+                found = True
                 expected = " or ".join(str(n) for n in sorted(allowed))
                 yield self.at(call.node, function=call.name, expected=expected,
                               count=call.nargs)
+        if not found:
+            from osqsdk.lint._sql import written_arguments
+
+            name = refused.name or "?"
+            allowed = known.get(name.lower(), ())
+            count = (written_arguments(unit.record.sql, refused.offset)
+                     if refused.offset is not None else None)
+            yield self.at_refusal(unit, refused, function=name,
+                                  expected=" or ".join(str(n) for n in sorted(allowed)) or "?",
+                                  count="?" if count is None else count)
 
 
 class DoubleQuotedString(QueryRule):
