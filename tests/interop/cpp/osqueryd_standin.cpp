@@ -331,9 +331,12 @@ int run_check_plugins(const std::string& path) {
   auto r5 = call(path, "logger", "interop_logger",
                  {{"event", "{\"pid\":\"7\",\"time\":\"1795505419\",\"eid\":\"000001\"}"}});
   expect(r5.status.code == 0, "event row accepted");
+  // A failed result line makes osqueryd exit (docs/protocol.md §4.6): success, logged.
   auto bad = call(path, "logger", "interop_logger", {{"string", "{not json"}});
-  expect(bad.status.code == 1 && contains(bad.status.message, "not JSON"),
-         "malformed result line: code 1 with the reason");
+  expect(bad.status.code == 0, "malformed result line: success, never a failure");
+  auto bad_status = call(path, "logger", "interop_logger", {{"status", "true"}, {"log", "{"}});
+  expect(bad_status.status.code == 1 && contains(bad_status.status.message, "not JSON"),
+         "malformed status batch: code 1 with the reason");
 
   auto inits = log_rows(path, "init");
   expect(inits.size() == 1 && get(inits[0], "name") == "osqueryd", "init name reached the plugin");
