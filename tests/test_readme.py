@@ -115,3 +115,21 @@ def test_every_documented_name_exists_and_is_exported(name):
 
 def test_documented_names_are_found():
     assert "osqsdk.runner.Scheduler" in documented_names()
+
+
+def test_the_lint_output_shown_is_the_linters(tmp_path):
+    block = block_with("console", "$ osqsdk lint packs/")
+    shown = block.split("\n", 1)[1]
+    # rebuild the pack from the source lines the output quotes, then lint it
+    quoted = dict(re.findall(r"^(\d+) \| (.*)$", shown, re.M))
+    lines = ["{", '  "queries": {', "", '    "ok": {"query": "SELECT 1", "interval": 60},',
+             "", "  }", "}"]
+    for number, text in quoted.items():
+        lines[int(number) - 1] = text
+    (tmp_path / "packs").mkdir()
+    (tmp_path / "packs" / "it.conf").write_text("\n".join(lines) + "\n")
+    result = subprocess.run([sys.executable, "-m", "osqsdk", "lint", "--no-config", "packs/"],
+                            cwd=tmp_path, env=user_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == shown

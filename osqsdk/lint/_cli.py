@@ -42,7 +42,8 @@ def _progress_printer(stream: TextIO) -> Callable[[int, int], None]:
 @click.option("--format", "fmt", type=click.Choice(FORMATS),
               default=None, help="Output format (default: text).")
 @click.option("--select", help="Comma-separated codes, code prefixes or names to enable "
-                               "(default: ALL).")
+                               "(default: DEFAULT, the error and warning rules; ALL for "
+                               "every rule).")
 @click.option("--extend-select", help="Add these to the selection.")
 @click.option("--ignore", help="Comma-separated codes, prefixes or names to disable.")
 @click.option("--platform", help="Lint every query as if it targeted these platforms "
@@ -61,6 +62,8 @@ def _progress_printer(stream: TextIO) -> Callable[[int, int], None]:
 @click.option("--no-config", is_flag=True, help="Ignore pyproject.toml.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings.")
 @click.option("--quiet", "-q", is_flag=True, help="Text format: no summary line.")
+@click.option("--statistics", is_flag=True,
+              help="Count the findings per rule instead of showing each one.")
 @click.option("--no-progress", is_flag=True, help="Never show the progress bar.")
 @click.option("--skip-other-files", is_flag=True,
               help="Skip JSON/YAML files that are not osquery or Fleet documents even when "
@@ -88,8 +91,8 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
           extend_select: str | None, ignore: str | None, platform: str | None,
           osquery_version: str | None, schema_files: tuple[str, ...], fleetd: bool | None,
           hosts: int | None, fail_on: str | None, config_file: str | None, no_config: bool,
-          exit_zero: bool, quiet: bool, no_progress: bool, skip_other_files: bool,
-          cost_report: bool) -> int:
+          exit_zero: bool, quiet: bool, statistics: bool, no_progress: bool,
+          skip_other_files: bool, cost_report: bool) -> int:
     from osqsdk.errors import SchemaError
     from osqsdk.lint._inputs import LintInputError
     from osqsdk.lint._runner import lint_paths, unknown_selectors
@@ -129,7 +132,9 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
     except (LintInputError, SchemaError) as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    click.echo(render(result.findings, fmt or "text", summary=not quiet), nl=False)
+    sources = {doc.path: doc.source.line_text for doc in result.run.documents}
+    click.echo(render(result.findings, fmt or "text", summary=not quiet, sources=sources,
+                      statistics=statistics), nl=False)
     if cost_report:
         from osqsdk.lint._cost import cost_report as render_cost
 

@@ -3,28 +3,44 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from osqsdk.lint._finding import SEVERITIES, Finding
 
 __all__ = ["FORMATS", "render"]
 
-FORMATS = ("text", "json", "sarif", "github")
+FORMATS = ("text", "concise", "json", "sarif", "github")
+#: Characters of a source line shown around the column (minified JSON can be one long line).
+_CONTEXT = 60
 
 _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 _GITHUB_LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
 
 
-def render(findings: list[Finding], fmt: str, *, summary: bool = True) -> str:
-    """All findings in format ``fmt``."""
+def render(findings: list[Finding], fmt: str, *, summary: bool = True,
+           sources: Mapping[str, Callable[[int], str]] | None = None,
+           statistics: bool = False) -> str:
+    """All findings in format ``fmt``.
+
+    ``text`` shows each finding's severity, the source line with a caret under the column
+    (``sources`` maps a path to a function giving its 1-based line), and the hint;
+    ``concise`` one line per finding. ``statistics`` counts findings per rule instead.
+    """
+    if statistics:
+        return _statistics(findings)
     if fmt == "json":
         return json.dumps([f.to_json() for f in findings], indent=2) + "\n"
     if fmt == "sarif":
         return json.dumps(sarif(findings), indent=2) + "\n"
     if fmt == "github":
         return "".join(_github(f) + "\n" for f in findings)
-    lines = [str(f) for f in findings]
+    lines: list[str] = []
+    for f in findings:
+        lines.append(_headline(f))
+        if fmt == "text":
+            line_of = (sources or {}).get(f.path)
+            lines.extend(_snippet(f, line_of(f.line) if line_of is not None else None))
     if summary:
         if findings:
             counts: dict[str, int] = {}
@@ -36,6 +52,47 @@ def render(findings: list[Finding], fmt: str, *, summary: bool = True) -> str:
                          f"({', '.join(parts)}).")
         else:
             lines.append("All checks passed.")
+    return "".join(line + "\n" for line in lines)
+
+
+def _headline(f: Finding) -> str:
+    where = f" [{f.query}]" if f.query else ""
+    return f"{f.path}:{f.line}:{f.column}: {f.code} {f.severity}: {f.message}{where}"
+
+
+def _snippet(f: Finding, source: str | None) -> list[str]:
+    """The source line with a caret under the finding, then its hint, indented."""
+    out: list[str] = []
+    if source is not None and source.strip():
+        source = source.expandtabs(1).rstrip("\r")
+        col = max(1, min(f.column, len(source) + 1)) - 1
+        width = (f.end_column - f.column if f.end_line == f.line and f.end_column > f.column
+                 else 1)
+        start = max(0, col - _CONTEXT)
+        end = min(len(source), col + max(width, 1) + _CONTEXT)
+        shown = ("…" if start else "") + source[start:end] + ("…" if end < len(source) else "")
+        pad = col - start + (1 if start else 0)
+        number = str(f.line)
+        gutter = " " * len(number)
+        out += [f"{gutter} |", f"{number} | {shown}",
+                f"{gutter} | {' ' * pad}{'^' * max(1, min(width, end - col))}"]
+    if f.hint:
+        out.append(f"  = hint: {f.hint}")
+    if out:
+        out.append("")
+    return out
+
+
+def _statistics(findings: list[Finding]) -> str:
+    counts: dict[tuple[str, str, str], int] = {}
+    for f in findings:
+        key = (f.code, f.name, f.severity)
+        counts[key] = counts.get(key, 0) + 1
+    rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0]))
+    width = max((len(str(n)) for _, n in rows), default=1)
+    lines = [f"{n:>{width}}  {code}  {name} ({severity})" for (code, name, severity), n in rows]
+    lines.append(f"Found {len(findings)} finding{'s' if len(findings) != 1 else ''}."
+                 if findings else "All checks passed.")
     return "".join(line + "\n" for line in lines)
 
 

@@ -13,6 +13,7 @@ import functools
 import gc
 import os
 import re
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -72,9 +73,17 @@ class LintResult:
         return int(any(severity_rank(f.severity) <= limit for f in self.findings))
 
 
+#: Info rules shown without being selected: they say that a check could not be made.
+_DEFAULT_INFO = frozenset({"OSQ010"})
+
+
 def _matches(rule: type[Rule], selector: str) -> bool:
-    """Whether ``selector`` (``ALL``, a code prefix or a rule name) picks ``rule``."""
+    """Whether ``selector`` (``ALL``, ``DEFAULT``, a code prefix or a rule name) picks
+    ``rule``. ``DEFAULT`` is every error and warning rule: findings that change what a query
+    returns, what it costs or whether it deploys; style and info rules are opt-in."""
     s = selector.strip()
+    if s.upper() == "DEFAULT":
+        return rule.severity != "info" or rule.code in _DEFAULT_INFO
     return s.upper() == "ALL" or rule.code.startswith(s.upper()) or rule.name == s.lower()
 
 
@@ -82,8 +91,9 @@ def selected_rules(settings: Settings) -> list[type[Rule]]:
     """The rules ``select``/``extend-select``/``ignore`` leave enabled."""
     from osqsdk.lint.rules import ALL_RULES
 
-    chosen = [r for r in ALL_RULES
-              if any(_matches(r, s) for s in (*settings.select, *settings.extend_select))]
+    # --hosts asks for the fleet view (OSQ309), an info rule
+    wanted = (*settings.select, *settings.extend_select, *(("OSQ309",) if settings.hosts else ()))
+    chosen = [r for r in ALL_RULES if any(_matches(r, s) for s in wanted)]
     return [r for r in chosen if not any(_matches(r, s) for s in settings.ignore)]
 
 
@@ -125,6 +135,11 @@ def _base_schema(settings: Settings) -> Any:
     return schema
 
 
+# One SQLite database per schema object, kept while the schema lives (the bundled schema
+# lives for the process, so lint_text calls after the first reuse its database).
+_JUDGES: weakref.WeakKeyDictionary[Any, Judge] = weakref.WeakKeyDictionary()
+
+
 class _Engine:
     def __init__(self, settings: Settings, schema: Any = None) -> None:
         self.settings = settings
@@ -132,18 +147,17 @@ class _Engine:
         self.schema = schema if schema is not None else _base_schema(settings)
         self.functions, self.tvfs = _functions()
         self._analyses: dict[tuple[str, int], list[Any]] = {}
-        self._judges: dict[int, Judge] = {}
 
     def judge(self, schema: Any) -> Judge:
         """SQLite with ``schema``'s tables and osquery's functions (one per schema)."""
-        judge = self._judges.get(id(schema))
+        judge = _JUDGES.get(schema)
         if judge is None:
             from osqsdk.lint._judge import Judge
             from osqsdk.schema import read_data
 
             data = read_data("functions.json")
             judge = Judge(schema, self.functions, collations=data["collations"])
-            self._judges[id(schema)] = judge
+            _JUDGES[schema] = judge
         return judge
 
     def schema_for(self, document: Document) -> Any:

@@ -3,7 +3,7 @@
 Keys (kebab-case in TOML; the CLI flag of the same name wins)::
 
     [tool.osqsdk.lint]
-    select = ["ALL"]                 # codes, code prefixes ("OSQ1") or rule names
+    select = ["DEFAULT"]             # codes, code prefixes ("OSQ1"), rule names, DEFAULT, ALL
     extend-select = []
     ignore = ["OSQ111"]
     platform = "linux"               # lint as if every query targeted these platforms
@@ -45,7 +45,7 @@ class SettingsError(OsqsdkError, ValueError):
 class Settings:
     """Everything that changes what the linter reports."""
 
-    select: tuple[str, ...] = ("ALL",)
+    select: tuple[str, ...] = ("DEFAULT",)
     extend_select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     platform: frozenset[str] | None = None

@@ -15,7 +15,9 @@ CASES = Path(__file__).resolve().parent / "cases"
 
 
 def lint_file(tmp_path: Path, name: str, content: str | bytes, **settings: Any) -> list:
-    """Write one file and lint it; return the findings."""
+    """Write one file and lint it with every rule selected (unless ``select`` is given);
+    return the findings."""
+    settings.setdefault("select", ("ALL",))
     path = tmp_path / name
     if isinstance(content, bytes):
         path.write_bytes(content)

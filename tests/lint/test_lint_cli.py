@@ -42,7 +42,7 @@ def test_exit_codes(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_text_format(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main(["lint", "bad.conf"])
     first = capsys.readouterr().out.splitlines()[0]
-    assert first == "bad.conf:1:58: OSQ104 no such column: nmae in processes [a]"
+    assert first == "bad.conf:1:58: OSQ104 error: no such column: nmae in processes [a]"
 
 
 def test_json_format(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,7 +88,7 @@ def test_sarif_format_is_valid_sarif_2_1_0(tree: Path, capsys: pytest.CaptureFix
     jsonschema = pytest.importorskip("jsonschema")
     schema = _sarif_schema(tree)
     (tree / "more.sql").write_text("SELECT * FROM users WHERE shell = \"x\";\nSELECT 1;")
-    assert main(["lint", "--format", "sarif", "."]) == 1
+    assert main(["lint", "--format", "sarif", "--select", "ALL", "."]) == 1
     log = json.loads(capsys.readouterr().out)
     jsonschema.validate(log, schema)
     results = log["runs"][0]["results"]
@@ -219,3 +219,25 @@ def test_cost_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "procs" in out and "40.0 ms/run x    1440 runs/day =      57.6 s/day" in out
     assert "users" in out and "5.0 ms/run x      24 runs/day" in out
     assert "pack p: 57.7 s of work per day over 2 queries" in out
+
+
+def test_style_and_info_rules_are_opt_in(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                         ) -> None:
+    query = tmp_path / "q.sql"
+    query.write_text("SELECT * FROM users;")
+    assert main(["lint", "--no-config", str(query)]) == 0  # select-star is info: not default
+    assert "All checks passed." in capsys.readouterr().out
+    assert main(["lint", "--no-config", "--select", "ALL", "--fail-on", "info", str(query)]) == 1
+    assert "OSQ110" in capsys.readouterr().out
+    assert main(["lint", "--no-config", "--extend-select", "select-star", "--fail-on", "info",
+                 str(query)]) == 1
+    assert "OSQ110" in capsys.readouterr().out
+
+
+def test_one_finding_for_a_star_on_an_event_table(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    query = tmp_path / "q.sql"
+    query.write_text("SELECT * FROM process_events;")
+    main(["lint", "--no-config", "--select", "ALL", "--format", "json", str(query)])
+    codes = [f["code"] for f in json.loads(capsys.readouterr().out)]
+    assert "OSQ304" in codes and "OSQ110" not in codes

@@ -67,6 +67,6 @@ def test_pre_commit_runs_the_hook(tmp_path: Path) -> None:
     bad = run()
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "Failed" in bad.stdout
-    assert "bad.conf:1:46: OSQ104 no such column: nmae in users [users]" in bad.stdout
+    assert "bad.conf:1:46: OSQ104 error: no such column: nmae in users [users]" in bad.stdout
     assert "OSQ401" in bad.stdout
     assert "package.json" not in bad.stdout

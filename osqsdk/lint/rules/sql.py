@@ -433,6 +433,8 @@ class SelectStar(QueryRule):
             for node, block, sources in a.stars:
                 if block.parent is not None:
                     continue  # inside EXISTS (...) or a subquery: harmless
+                if any(s.table is not None and s.table.evented for s in sources):
+                    continue  # OSQ304 reports this star (one finding per problem)
                 tables = [s.display for s in sources if s.kind in ("table", "view")]
                 if tables:
                     yield self.at(node, tables=", ".join(tables))
