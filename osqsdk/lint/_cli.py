@@ -132,7 +132,8 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
     except (LintInputError, SchemaError) as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    sources = {doc.path: doc.source.line_text for doc in result.run.documents}
+    documents = result.run.documents if result.run is not None else []
+    sources = {doc.path: doc.source.line_text for doc in documents}
     click.echo(render(result.findings, fmt or "text", summary=not quiet, sources=sources,
                       statistics=statistics), nl=False)
     if cost_report:
