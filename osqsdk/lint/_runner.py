@@ -213,12 +213,12 @@ class _Engine:
         # a query SQLite cannot even read gets no further analysis (one finding per problem)
         analyses = (self.analyze(rec.sql, schema)
                     if not parsed.error and refused not in ("syntax", "other") else [])
-        platforms: frozenset[str] | None
+        # the platforms the query targets, narrowed to --platform when it is given (a query
+        # for darwin only is not linted as a linux query because --platform linux is given)
+        platforms = intersect(matching(rec.platform, fleet=doc.fleet),
+                              matching(rec.pack_platform, fleet=doc.fleet))
         if self.settings.platform is not None:
-            platforms = self.settings.platform
-        else:
-            platforms = intersect(matching(rec.platform, fleet=doc.fleet),
-                                  matching(rec.pack_platform, fleet=doc.fleet))
+            platforms = intersect(platforms, self.settings.platform)
         cost = estimate(analyses[0]) if analyses else None
         fleetd = _fleetd() if not (doc.fleet or self.settings.fleetd) else None
         return QueryUnit(rec, doc, parsed, analyses, schema, self.settings, platforms, cost,

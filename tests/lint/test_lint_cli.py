@@ -241,3 +241,15 @@ def test_one_finding_for_a_star_on_an_event_table(tmp_path: Path,
     main(["lint", "--no-config", "--select", "ALL", "--format", "json", str(query)])
     codes = [f["code"] for f in json.loads(capsys.readouterr().out)]
     assert "OSQ304" in codes and "OSQ110" not in codes
+
+
+def test_platform_narrows_each_query_to_the_platforms_it_targets(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pack = tmp_path / "p.conf"
+    pack.write_text(json.dumps({"queries": {
+        "mac_apps": {"query": "SELECT name FROM apps", "interval": 60, "platform": "darwin"},
+        "any_apps": {"query": "SELECT name FROM apps", "interval": 60}}}))
+    main(["lint", "--no-config", "--platform", "linux", "--format", "json", str(pack)])
+    found = [(f["code"], f["query"]) for f in json.loads(capsys.readouterr().out)]
+    # the darwin query never runs on linux: nothing to say; the other one does
+    assert found == [("OSQ201", "any_apps")]
