@@ -10,7 +10,7 @@ from sqlglot import exp
 from osqsdk.lint._model import QueryUnit
 from osqsdk.lint._rule import QueryRule, Report, SqlAnchor
 from osqsdk.lint._sql import suggest
-from osqsdk.schema import version_key
+from osqsdk.schema import Schema, version_key
 
 __all__ = ["AmbiguousColumn", "DoubleQuotedString", "DuplicateOutputColumn",
            "LikeWithoutWildcard", "MultipleStatements", "NotASelect", "SelectStar",
@@ -127,14 +127,35 @@ class UnknownTable(QueryRule):
                               suggestion=suggest(name, list(schema.tables)))
             if version:
                 for src, t in a.tables():
-                    if t.origin == "osquery" and t.since and \
-                            version_key(t.since) > version_key(version):
+                    if t.origin != "osquery" or not t.since:
+                        continue
+                    first = _first_release(schema, src.display, t.since)
+                    if version_key(first) > version_key(version) and \
+                            not _named_so_since(schema, src.display, version):
                         yield self.at(src.node.this, table=src.display,
-                                      detail=f" in osquery {version} (added in {t.since})",
+                                      detail=f" in osquery {version} (added in {first})",
                                       suggestion=None)
         if refused is not None and not found and refused.name:
             yield self.at_refusal(unit, refused, table=refused.name, detail="",
                                   suggestion=suggest(refused.name, list(schema.tables)))
+
+
+def _named_so_since(schema: Schema, name: str, version: str) -> bool:
+    """Whether a table was called ``name`` in osquery ``version``: a table renamed later
+    keeps its old name as an alias (``yara``, ``yara_file`` since 5.23.0)."""
+    old = schema.removed_table(name)
+    return (old is not None and old.since is not None
+            and version_key(old.since) <= version_key(version)
+            and (old.until is None or version_key(version) <= version_key(old.until)))
+
+
+def _first_release(schema: Schema, name: str, since: str) -> str:
+    """The first release that had a table called ``name``: a renamed table's old name is
+    older than the table's current one."""
+    old = schema.removed_table(name)
+    if old is not None and old.since and version_key(old.since) < version_key(since):
+        return old.since
+    return since
 
 
 class UnknownColumn(QueryRule):
