@@ -1,4 +1,4 @@
-"""SQLite decides whether a query compiles (docs/lint.md §1).
+"""SQLite decides whether a query compiles (docs/lint.md §1.6).
 
 :class:`Judge` keeps an in-memory SQLite database (apsw) with one empty table per schema
 table (every column, hidden ones and column aliases included, and one per table alias),
@@ -7,7 +7,7 @@ never run: each statement is prepared, and the execution tracer stops it before 
 step. An authorizer refuses everything but reading tables and calling the functions
 osqueryd's SQLite has, so a pack cannot make the linter attach, write or pragma anything.
 
-What differs from the SQLite inside osqueryd (docs/lint.md §1.2): the version (apsw's,
+What differs from the SQLite inside osqueryd (docs/lint.md §1.6): the version (apsw's,
 newer than any osqueryd's), so syntax added to SQLite later compiles here; functions are
 limited to osqueryd's list by the authorizer, so a newer built-in is still refused.
 Double-quoted strings are accepted as string literals, as osqueryd's SQLite (built without

@@ -120,7 +120,7 @@ class QueryUnit:
     cost: Any = None
     functions: dict[str, tuple[int, ...]] = field(default_factory=dict)  # name -> arities
     fleetd: Schema | None = None  # Fleet's tables, to explain unknown tables outside Fleet
-    # SQLite's verdict per statement, up to the first it refuses (docs/lint.md §1.2)
+    # SQLite's verdict per statement, up to the first it refuses (docs/lint.md §1.6)
     verdicts: list[Verdict] = field(default_factory=list)
 
     @property

@@ -42,7 +42,7 @@ class SyntaxError_(QueryRule):
     ## Known problems
     SQLite decides: the linter compiles the query with SQLite (never runs it) and reports
     its message where it points. The SQLite it uses is newer than osqueryd's, so syntax
-    added to SQLite after osqueryd's release compiles here (docs/lint.md §1.2).
+    added to SQLite after osqueryd's release compiles here (docs/lint.md §1.6).
     """
 
     code = "OSQ001"

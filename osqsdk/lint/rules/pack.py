@@ -306,17 +306,19 @@ class PackPathOutsideInputs(Rule):
     """A config's pack path (or glob) points outside the files being linted.
 
     ## Why is this bad?
-    The linter never reads outside its inputs, so that pack is not checked. It is often a
-    deployment path (`/etc/osquery/packs/...`): lint the directory that holds the packs
-    together with the config, using relative paths, to have them checked.
+    The linter never reads outside its inputs, so that pack is not checked. It is usually a
+    deployment path (`/etc/osquery/packs/...`), which is right: osqueryd's filesystem config
+    plugin opens a pack path as it is written, so a relative path would be taken from
+    osqueryd's working directory, not from the config's folder (docs/lint.md §1.5). Keep
+    the absolute path and give the linter the pack files too.
 
     ## Example
-    ```json
-    {"packs": {"it": "/var/osquery/packs/it-compliance.conf"}}
+    ```sh
+    osqsdk lint /etc/osquery/osquery.conf
     ```
     Use instead:
-    ```json
-    {"packs": {"it": "packs/it-compliance.conf"}}
+    ```sh
+    osqsdk lint /etc/osquery/osquery.conf /etc/osquery/packs/
     ```
     """
 

@@ -73,7 +73,7 @@ class NotASelect(QueryRule):
 
     def check(self, unit: QueryUnit) -> Iterator[Report]:
         refused = unit.refused_as("not_select")
-        if refused is None:  # SQLite compiles it as a query (docs/lint.md §1.2)
+        if refused is None:  # SQLite compiles it as a query (docs/lint.md §1.6)
             return
         text = unit.record.sql[refused.start:refused.end].strip()
         word = re.match(r"\w+", text)
@@ -109,7 +109,7 @@ class UnknownTable(QueryRule):
     def check(self, unit: QueryUnit) -> Iterator[Report]:
         schema = unit.schema
         version = unit.settings.osquery_version
-        refused = unit.refused_as("table")  # SQLite decides (docs/lint.md §1.2)
+        refused = unit.refused_as("table")  # SQLite decides (docs/lint.md §1.6)
         found = False
         for a in unit.analyses:
             for src in a.unknown_tables if refused is not None else ():
@@ -190,7 +190,7 @@ class UnknownColumn(QueryRule):
 
     def check(self, unit: QueryUnit) -> Iterator[Report]:
         version = unit.settings.osquery_version
-        refused = unit.refused_as("column")  # SQLite decides (docs/lint.md §1.2)
+        refused = unit.refused_as("column")  # SQLite decides (docs/lint.md §1.6)
         found = False
         for a in unit.analyses:
             for ref in a.columns:
@@ -252,7 +252,7 @@ class AmbiguousColumn(QueryRule):
     message = "ambiguous column name: {column} (in {tables})"
 
     def check(self, unit: QueryUnit) -> Iterator[Report]:
-        refused = unit.refused_as("ambiguous")  # SQLite decides (docs/lint.md §1.2)
+        refused = unit.refused_as("ambiguous")  # SQLite decides (docs/lint.md §1.6)
         if refused is None:
             return
         found = False
@@ -290,7 +290,7 @@ class UnknownFunction(QueryRule):
     hint = "did you mean {suggestion!r}?"
 
     def check(self, unit: QueryUnit) -> Iterator[Report]:
-        refused = unit.refused_as("function")  # SQLite decides (docs/lint.md §1.2)
+        refused = unit.refused_as("function")  # SQLite decides (docs/lint.md §1.6)
         if refused is None:
             return
         known = unit.functions
@@ -333,7 +333,7 @@ class WrongArgumentCount(QueryRule):
     message = "{function}() takes {expected} argument(s), not {count}"
 
     def check(self, unit: QueryUnit) -> Iterator[Report]:
-        refused = unit.refused_as("arguments")  # SQLite decides (docs/lint.md §1.2)
+        refused = unit.refused_as("arguments")  # SQLite decides (docs/lint.md §1.6)
         if refused is None:
             return
         known = unit.functions
