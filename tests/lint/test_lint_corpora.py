@@ -86,7 +86,7 @@ GENUINE = {
     ("palantir/Fleet/Endpoints/Windows/osquery.yaml", 134, "OSQ401"): "same",
 }
 ADVICE = {"OSQ108", "OSQ109", "OSQ110", "OSQ111", "OSQ202", "OSQ302", "OSQ303", "OSQ304",
-          "OSQ305", "OSQ306", "OSQ307", "OSQ308", "OSQ309", "OSQ310", "OSQ311"}
+          "OSQ305", "OSQ306", "OSQ307", "OSQ308", "OSQ309", "OSQ310", "OSQ311", "OSQ313"}
 
 
 @pytest.fixture(scope="module")

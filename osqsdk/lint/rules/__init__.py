@@ -9,6 +9,7 @@ from __future__ import annotations
 from osqsdk.lint._rule import Rule
 from osqsdk.lint.rules.cost import (
     EventedTableInSnapshot,
+    EventedTableLogsRemoved,
     EventTimeConstraint,
     FleetLoad,
     IneffectiveOrderByLimit,
@@ -79,7 +80,8 @@ ALL_RULES: tuple[type[Rule], ...] = (
     UnknownFunction, WrongArgumentCount, DoubleQuotedString, DuplicateOutputColumn,
     SelectStar, LikeWithoutWildcard,
     TableNotOnPlatform, ColumnNotOnPlatform, UnknownPlatform, PlatformConflict,
-    MissingRequiredConstraint, RecursiveGlob, EventedTableInSnapshot, SelectStarOnEvents,
+    MissingRequiredConstraint, RecursiveGlob, EventedTableInSnapshot, EventedTableLogsRemoved,
+    SelectStarOnEvents,
     UnconstrainedExpensiveTable, QueryOverBudget, PackOverBudget, IneffectiveOrderByLimit,
     FleetLoad, UserDataWithoutUsersJoin, EventTimeConstraint, YaraWithoutSignature,
     IntervalOutOfRange, SnapshotWithRemoved, ShardOutOfRange, DuplicateQueryName,

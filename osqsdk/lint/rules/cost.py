@@ -10,7 +10,8 @@ from sqlglot import exp
 from osqsdk.lint._model import Document, LintRun, QueryUnit
 from osqsdk.lint._rule import DocAnchor, QueryRule, Report, RunRule
 
-__all__ = ["EventTimeConstraint", "EventedTableInSnapshot", "FleetLoad", "IneffectiveOrderByLimit",
+__all__ = ["EventTimeConstraint", "EventedTableInSnapshot", "EventedTableLogsRemoved",
+           "FleetLoad", "IneffectiveOrderByLimit",
            "MissingRequiredConstraint", "PackOverBudget", "QueryOverBudget", "RecursiveGlob",
            "SelectStarOnEvents", "UnconstrainedExpensiveTable", "UserDataWithoutUsersJoin",
            "YaraWithoutSignature"]
@@ -121,6 +122,45 @@ class EventedTableInSnapshot(QueryRule):
             for src, table in a.tables():
                 if table.evented:
                     yield self.at(src.node.this, table=src.display)
+
+
+class EventedTableLogsRemoved(QueryRule):
+    """A differential query reads an event table and still logs removed rows.
+
+    ## Why is this bad?
+    An event table returns the events since the previous run, so every row of one run is
+    gone at the next: a differential query logs each event twice, once `added` and once
+    `removed`. The removed rows say nothing (the event did not un-happen) and double the log
+    volume; `"removed": false` keeps only the added rows.
+
+    ## Example
+    ```json
+    {"query": "SELECT pid, path, cmdline FROM process_events", "interval": 60}
+    ```
+    Use instead:
+    ```json
+    {"query": "SELECT pid, path, cmdline FROM process_events", "interval": 60,
+     "removed": false}
+    ```
+    """
+
+    code = "OSQ313"
+    name = "evented-table-logs-removed"
+    severity = "warning"
+    message = ("event table {table} in a differential query that logs removed rows; "
+               "they double the log volume")
+    hint = 'add "removed": false to the query'
+
+    def check(self, unit: QueryUnit) -> Iterator[Report]:
+        record = unit.record
+        if record.kind not in ("schedule", "pack") or record.snapshot or \
+                record.removed is False:
+            return
+        for a in unit.analyses:
+            for src, table in a.tables():
+                if table.evented:
+                    yield self.at(src.node.this, table=src.display)
+                    return
 
 
 class SelectStarOnEvents(QueryRule):
