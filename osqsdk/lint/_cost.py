@@ -131,12 +131,59 @@ def estimate(analysis: Analysis) -> QueryCost:
             else:
                 count, how = values
                 why = f"{facts['ms']} ms per {facts['per']} x {count:g} ({how})"
-            cost.terms.append(Term(table.name, ms * count, rows * count, why, cls))
+            produced = rows * count
+            kept = _kept_rows(analysis, src, produced)
+            if kept is not None and kept[0] < produced:
+                produced, how = kept
+                why += f", {how}"
+            cost.terms.append(Term(table.name, ms * count, produced, why, cls))
         else:
-            cost.terms.append(Term(table.name, ms, rows, f"{cls} ({facts['ms']} ms)", cls))
+            kept = _kept_rows(analysis, src, rows)
+            why = f"{cls} ({facts['ms']} ms)"
+            if kept is not None:
+                rows, how = kept
+                why += f", {how}"
+            cost.terms.append(Term(table.name, ms, rows, why, cls))
     cost.ms = sum(t.ms for t in cost.terms)
     cost.rows = max([t.rows for t in cost.terms] or [1.0])
     return cost
+
+
+def _kept_rows(analysis: Analysis, src: Source, rows: float) -> tuple[float, str] | None:
+    """Rows a WHERE equality leaves of a table osquery reads whole: SQLite still filters
+    every row (the time does not change), but only the matching ones are logged. One row per
+    value on a key column, a handful (a hundredth of the table, at most 10) per value on any
+    other; None when the query has no equality on the table."""
+    best: tuple[float, str] | None = None
+    for column, constraints in analysis.constrained(src).items():
+        for c in constraints:
+            if c.op in ("eq", "=") and isinstance(c.value, exp.Literal):
+                values = 1
+            elif c.op == "in" and isinstance(c.node, exp.In) and \
+                    c.node.args.get("query") is None:
+                values = max(1, len(c.node.expressions))
+            else:
+                continue
+            if _is_key(src, column):
+                kept, how = float(values), f"{values} row(s) kept by {column} ="
+            else:
+                kept = min(rows, values * min(10.0, max(1.0, rows / 100)))
+                how = f"about {kept:g} row(s) kept by {column} ="
+            if best is None or kept < best[0]:
+                best = (kept, how)
+    return best
+
+
+def log_bytes_per_day(unit: QueryUnit) -> float:
+    """Result-log bytes one host writes a day for ``unit`` (0: not scheduled): rows each run
+    (all of them for a snapshot, about a twentieth changing for a differential query) times
+    an estimated line size."""
+    if unit.cost is None or not unit.record.runs_per_day:
+        return 0.0
+    width = len(unit.analysis.outputs or []) if unit.analysis else 5
+    row_bytes = 60 + 30 * max(1, width)
+    rows = unit.cost.rows if unit.record.snapshot else max(1.0, unit.cost.rows * 0.05)
+    return float(unit.record.runs_per_day * rows * row_bytes)
 
 
 def _is_key(src: Source, column: str) -> bool:
@@ -153,7 +200,10 @@ def pack_groups(units: list[QueryUnit]) -> dict[tuple[Document, str], list[Query
     config's own schedule), in the order they were linted."""
     groups: dict[tuple[Document, str], list[QueryUnit]] = {}
     for unit in units:
-        if unit.cost is not None and unit.record.kind in SCHEDULED_KINDS:
+        # a query without an interval (a .sql file, a Fleet query outside a pack) is not
+        # scheduled by anything linted here
+        if unit.cost is not None and unit.record.kind in SCHEDULED_KINDS and \
+                unit.record.interval is not None:
             groups.setdefault((unit.document, unit.record.pack or "schedule"), []).append(unit)
     return groups
 
@@ -164,6 +214,7 @@ def cost_report(result: Any) -> str:
     the estimate; then each pack's total per day."""
     run = getattr(result, "run", None)
     groups = pack_groups(run.units if run else [])
+    hosts = run.settings.hosts if run else None
     if not groups:
         return "Cost report: no scheduled queries."
     lines = ["Cost report (static estimate, see schema/cost.json):"]
@@ -174,7 +225,19 @@ def cost_report(result: Any) -> str:
         for unit in members:
             record, cost = unit.record, unit.cost
             daily = unit.ms_per_day
+            volume = ""
+            if hosts:
+                volume = (f", {_bytes(log_bytes_per_day(unit) * hosts)}/day of results "
+                          f"from {hosts} hosts")
             lines.append(f"  {record.name:28s} {cost.label:9s} {cost.ms:8.1f} ms/run "
                          f"x {record.runs_per_day:7g} runs/day = {daily / 1000:9.1f} s/day"
-                         f"  ({cost.explain()})")
+                         f"{volume}  ({cost.explain()})")
     return "\n".join(lines)
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"

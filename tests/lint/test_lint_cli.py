@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from importlib import resources
@@ -253,3 +254,26 @@ def test_platform_narrows_each_query_to_the_platforms_it_targets(
     found = [(f["code"], f["query"]) for f in json.loads(capsys.readouterr().out)]
     # the darwin query never runs on linux: nothing to say; the other one does
     assert found == [("OSQ201", "any_apps")]
+
+
+def test_cost_report_volume_honours_where_and_skips_unscheduled(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pack = tmp_path / "p.conf"
+    pack.write_text(json.dumps({"queries": {
+        "one_var": {"query": "SELECT pid, key, value FROM process_envs WHERE key = 'LD_PRELOAD'",
+                    "interval": 60, "snapshot": True},
+        "all_vars": {"query": "SELECT pid, key, value FROM process_envs", "interval": 60,
+                     "snapshot": True}}}))
+    (tmp_path / "adhoc.sql").write_text("SELECT pid FROM processes;")  # no interval
+    main(["lint", "--no-config", "--cost", "--hosts", "5000", str(pack),
+          str(tmp_path / "adhoc.sql")])
+    out = capsys.readouterr().out
+    volume = dict(re.findall(r"^  (\w+) .*, ([\d.]+ [KMGT]?B)/day of results", out, re.M))
+    assert set(volume) == {"one_var", "all_vars"}  # the .sql file is not scheduled
+
+    def size(text: str) -> float:
+        number, unit = text.split()
+        return float(number) * 1000 ** ["B", "KB", "MB", "GB", "TB"].index(unit)
+
+    assert size(volume["one_var"]) * 100 < size(volume["all_vars"])
+    assert "kept by key =" in out

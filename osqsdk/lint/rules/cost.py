@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from osqsdk.lint._cost import _bytes, log_bytes_per_day
 from osqsdk.lint._model import Document, LintRun, QueryUnit
 from osqsdk.lint._rule import DocAnchor, QueryRule, Report, RunRule
 
@@ -393,14 +394,7 @@ class FleetLoad(RunRule):
             if not units and doc.kind == "fleet" and not doc.options:
                 continue
             parts, per_node = _request_rate(doc.options)
-            volume = 0.0
-            for u in units:
-                if u.cost is None or not u.record.runs_per_day:
-                    continue
-                width = len(u.analysis.outputs or []) if u.analysis else 5
-                row_bytes = 60 + 30 * max(1, width)
-                rows = u.cost.rows if u.record.snapshot else max(1.0, u.cost.rows * 0.05)
-                volume += u.record.runs_per_day * rows * row_bytes
+            volume = sum(log_bytes_per_day(u) for u in units)
             yield self.report(DocAnchor(()), document=doc, hosts=hosts,
                               rps=f"{per_node * hosts:.1f}", per_node=f"{per_node:.4f}",
                               parts=", ".join(parts) or "no TLS intervals set",
@@ -426,14 +420,6 @@ def _request_rate(options: dict[str, Any]) -> tuple[list[str], float]:
             rate += 1.0 / value
             parts.append(f"{name}={value}s")
     return parts, rate
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000:
-            return f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} PB"
 
 
 class UserDataWithoutUsersJoin(QueryRule):
