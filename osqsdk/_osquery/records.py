@@ -197,26 +197,31 @@ def _count(rows: Any) -> int:
     return len(rows) if isinstance(rows, list) else 0
 
 
-def row_counts(line: str) -> tuple[str, tuple[tuple[str, int], ...]] | None:
-    """The query name and ``(action, rows)`` pairs of a result line, as ``ResultLog.rows()``
-    would count them, without building the ResultLog; None when it is not a result line."""
+def row_counts(line: str) -> tuple[str, int, tuple[tuple[str, int], ...]] | None:
+    """The query name, ``counter`` and ``(action, rows)`` pairs of a result line, as
+    ``ResultLog.rows()`` would count them, without building the ResultLog; None when it is
+    not a result line. ``counter`` is 0 for a query's first run since osqueryd started (its
+    rows are everything already there, not changes), -1 when the line has none."""
     try:
         data = _loads(line)
     except ValueError:
         return None
     if data.__class__ is not dict or not isinstance(data.get("name"), str):
         return None
+    counter = data.get("counter", -1)
+    if counter.__class__ is not int:
+        counter = int(counter) if isinstance(counter, str) and counter.isdigit() else -1
     if "diffResults" in data:
         diff = data["diffResults"]
         if not isinstance(diff, dict):
             return None
-        return data["name"], (("removed", _count(diff.get("removed"))),
-                              ("added", _count(diff.get("added"))))
+        return data["name"], counter, (("removed", _count(diff.get("removed"))),
+                                       ("added", _count(diff.get("added"))))
     if "snapshot" in data:
-        return data["name"], (("snapshot", _count(data["snapshot"])),)
+        return data["name"], counter, (("snapshot", _count(data["snapshot"])),)
     action = data.get("action")
     if "columns" in data and action in ("added", "removed", "snapshot"):
-        return data["name"], ((action, 1),)
+        return data["name"], counter, ((action, 1),)
     return None
 
 

@@ -126,6 +126,7 @@ class LokiClient:
                            fsync_interval=config.fsync_interval,
                            memory_bytes=config.memory_tail_bytes, on_drop=self.metrics.drop)
         first_seq = self.spool.last_seq
+        self.metrics.spool_max_bytes.set(config.spool_max_bytes)
         self.metrics.track_spool(lambda: self.spool.entries,
                                  lambda: self.spool.disk_bytes + self.spool.held_bytes,
                                  lambda: self.spool.last_seq - first_seq)

@@ -108,7 +108,7 @@ class LokiLogger(LoggerPlugin):
 
     def _count_rows(self, record: ResultLog) -> None:
         for action, rows in collections.Counter(action for action, _ in record.rows()).items():
-            self.metrics.results.add(record.name, action, rows)
+            self.metrics.results.add(record.name, action, rows, record.counter)
 
     def close(self, timeout: float | None = None) -> bool:
         """Drain for up to ``timeout`` seconds (default drain_timeout) and stop."""

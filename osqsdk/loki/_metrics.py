@@ -78,6 +78,10 @@ class ResultRows:
         self._batch = batch
         self._lines: collections.deque[str] = collections.deque()
         self._counts: dict[tuple[str, str], int] = {}
+        # osquery_new_results_total: rows of lines whose counter is not 0 (changes since the
+        # query's previous run), created at 0 for added/removed with the first line of a
+        # query, so that the first change is an increase (docs/loki.md §8)
+        self._new: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     def add_line(self, line: str) -> None:
@@ -86,14 +90,19 @@ class ResultRows:
         if len(lines) >= self._batch:
             self.count_pending(wait=False)
 
-    def add(self, name: str, action: str, rows: int) -> None:
+    def add(self, name: str, action: str, rows: int, counter: int = -1) -> None:
         with self._lock:
-            self._add(name, action, rows)
+            self._add(name, counter, action, rows)
 
-    def _add(self, name: str, action: str, rows: int) -> None:  # with self._lock held
+    def _add(self, name: str, counter: int, action: str, rows: int) -> None:  # lock held
+        new = self._new
+        if (name, "added") not in new:
+            new[(name, "added")] = new[(name, "removed")] = 0
         if rows:
             key = (name, action)
             self._counts[key] = self._counts.get(key, 0) + rows
+            if counter != 0 and action != "snapshot":
+                new[key] = new.get(key, 0) + rows
 
     def count_pending(self, wait: bool = True) -> None:
         """Count the lines added so far (``wait=False``: unless another thread is)."""
@@ -108,28 +117,35 @@ class ResultRows:
                     return
                 counted = row_counts(line)  # None: not a result line, nothing to count
                 if counted is not None:
-                    name, pairs = counted
+                    name, counter, pairs = counted
                     for action, rows in pairs:
-                        add(name, action, rows)
+                        add(name, counter, action, rows)
         finally:
             self._lock.release()
 
     def describe(self) -> list[CounterMetricFamily]:
-        return [self._family()]
+        return list(self._families())
 
     def collect(self) -> list[CounterMetricFamily]:
         self.count_pending()
-        family = self._family()
+        every, new = self._families()
         with self._lock:
             counts = sorted(self._counts.items())
+            news = sorted(self._new.items())
         for (name, action), rows in counts:
-            family.add_metric([name, action], rows)
-        return [family]
+            every.add_metric([name, action], rows)
+        for (name, action), rows in news:
+            new.add_metric([name, action], rows)
+        return [every, new]
 
     @staticmethod
-    def _family() -> CounterMetricFamily:
-        return CounterMetricFamily("osquery_results", "osquery result rows by query name and "
-                                   "action.", labels=["name", "action"])
+    def _families() -> tuple[CounterMetricFamily, CounterMetricFamily]:
+        return (CounterMetricFamily("osquery_results", "osquery result rows by query name "
+                                    "and action.", labels=["name", "action"]),
+                CounterMetricFamily("osquery_new_results", "osquery result rows that changed "
+                                    "since the query's previous run (lines with counter > 0; "
+                                    "a first run's rows are not new).",
+                                    labels=["name", "action"]))
 
 
 class LokiMetrics:
@@ -171,6 +187,9 @@ class LokiMetrics:
                                  "held in memory).", registry=r)
         self.spool_entries = Gauge("osqsdk_loki_spool_entries", "Entries in the spool not yet "
                                    "acknowledged.", registry=r)
+        self.spool_max_bytes = Gauge("osqsdk_loki_spool_max_bytes", "The spool's limit "
+                                     "(spool_max_bytes): past it the oldest entries are "
+                                     "dropped as spool_full.", registry=r)
         self.results = ResultRows()
         r.register(self.results)
 

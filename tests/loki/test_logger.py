@@ -261,3 +261,32 @@ def test_a_slow_receiver_keeps_memory_bounded(tmp_path):
     assert report["spool_entries"] > total // 2  # most of it is waiting on disk
     # 150,000 more lines (about 60 MB of lines) add at most the bounded caches
     assert full - quarter < 25, f"RSS grew from {quarter:.1f} MB to {full:.1f} MB"
+
+
+def test_a_first_runs_rows_are_counted_but_not_as_new(receiver, make_config):
+    # counter 0 is a query's first run since osqueryd started: every login already in wtmp
+    logger = LokiLogger(make_config(receiver.url))
+    name = "pack_incident-response_ssh_logins"
+    try:
+        for i in (0, 0):  # two rows of the first run
+            assert logger.call({"string": result_line(i, name=name), "category": "event"}
+                               ).code == 0
+        sample = logger.metrics.registry.get_sample_value
+        labels = {"name": name, "action": "added"}
+        assert sample("osquery_results_total", labels) == 2
+        # the series exists from the first line on, at 0: a later login is an increase
+        assert sample("osquery_new_results_total", labels) == 0
+        assert sample("osquery_new_results_total", {"name": name, "action": "removed"}) == 0
+        assert logger.call({"string": result_line(1, name=name), "category": "event"}).code == 0
+        assert sample("osquery_new_results_total", labels) == 1
+        assert sample("osquery_results_total", labels) == 3
+        # a batch-format line of a later run counts too, in and out
+        batch = json.dumps({"name": name, "hostIdentifier": "web-1", "calendarTime": "x",
+                            "unixTime": int(time.time()), "epoch": 0, "counter": 2,
+                            "numerics": False, "diffResults": {"added": [{"u": "a"}],
+                                                               "removed": [{"u": "b"}]}})
+        assert logger.call({"string": batch, "category": "event"}).code == 0
+        assert sample("osquery_new_results_total", labels) == 2
+        assert sample("osquery_new_results_total", {"name": name, "action": "removed"}) == 1
+    finally:
+        logger.close(5)

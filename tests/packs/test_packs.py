@@ -58,11 +58,13 @@ def test_alert_rules_pass_promtool():
     if promtool is None:
         peer_missing("promtool (Debian package prometheus) is not installed")
     alerts = PACKS / "alerts"
-    check = subprocess.run([promtool, "check", "rules", "ssh_logins.rules.yml"], cwd=alerts,
+    rules = sorted(p.name for p in alerts.glob("*.rules.yml"))
+    assert rules == ["loki_shipper.rules.yml", "ssh_logins.rules.yml"]
+    check = subprocess.run([promtool, "check", "rules", *rules], cwd=alerts,
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     tests = sorted(p.name for p in alerts.glob("*test*.yml"))
-    assert tests
+    assert tests == ["loki_shipper_test.yml", "ssh_logins_test.yml"]
     result = subprocess.run([promtool, "test", "rules", *tests], cwd=alerts,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
