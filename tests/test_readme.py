@@ -133,3 +133,62 @@ def test_the_lint_output_shown_is_the_linters(tmp_path):
                             timeout=120)
     assert result.returncode == 1, result.stderr
     assert result.stdout == shown
+
+
+@pytest.mark.slow
+def test_the_by_hand_ssh_recipe_runs_and_metrics_are_observable(tmp_path):
+    import signal
+    import time
+    import urllib.request
+
+    from tests.e2e.conftest import free_port
+
+    block = block_with("sh", "osqsdk loki receiver --port 3100 &")
+    receiver_cmd, run_cmd = block.split("\n", 1)
+    # as written, with free ports, a private spool, and a tick a second instead of every 15
+    rx_port, metrics_port = free_port(), free_port()
+    receiver_cmd = receiver_cmd.removesuffix(" &").replace("3100", str(rx_port))
+    run_cmd = (run_cmd.replace("\\\n", " ").replace("3100", str(rx_port))
+               .replace("9464", str(metrics_port))
+               .replace("/tmp/osqsdk-spool", str(tmp_path / "spool"))
+               .replace("--pace 15", "--pace 1"))
+    assert "--pace 1 " in run_cmd
+    env = user_env()
+    receiver = subprocess.Popen(["bash", "-c", f"exec {receiver_cmd}"], env=env, cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(["bash", "-c", run_cmd], env=env, cwd=ROOT, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert receiver.stdout is not None
+        assert receiver.stdout.readline().strip() == f"http://127.0.0.1:{rx_port}"
+
+        def counters() -> dict[str, float]:
+            try:
+                url = f"http://127.0.0.1:{metrics_port}/metrics"
+                text = urllib.request.urlopen(url, timeout=2).read().decode()
+            except OSError:
+                return {}
+            ssh = 'name="pack_incident-response_ssh_logins"'
+            return {line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines()
+                    if ssh in line and 'action="added"' in line}
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and counters().get("osquery_new_results_total") != 1:
+            assert run.poll() is None, "the run ended early"
+            time.sleep(0.5)
+        # the first run's old login, then alice's: one of the two is new
+        assert counters() == {"osquery_results_total": 2.0, "osquery_new_results_total": 1.0}
+        time.sleep(2)
+        assert run.poll() is None  # still serving, /metrics still answers
+        assert counters()["osquery_new_results_total"] == 1.0
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGTERM)
+        _, run_err = run.communicate(timeout=30)
+        receiver.send_signal(signal.SIGTERM)
+        out, err = receiver.communicate(timeout=30)
+    assert run.returncode == 0, run_err
+    assert receiver.returncode == 0
+    assert '"username":"alice"' in out  # the receiver printed the login it stored
+    assert '"entries"' in err  # and its counts on the way out

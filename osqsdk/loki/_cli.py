@@ -110,6 +110,57 @@ def tail(path: str, url: str | None, spool_dir: str | None, once: bool,
         raise click.exceptions.Exit(1)
 
 
+@loki.command()
+@click.option("--host", "address", default="127.0.0.1", show_default=True,
+              help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=3100, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--quiet", is_flag=True, help="Do not print the entries as they are stored.")
+@click.option("--no-rate-limit", is_flag=True,
+              help="Switch off Loki's tenant and per-stream rate limits.")
+@click.option("--no-store", is_flag=True, help="Keep counts only (for load tests).")
+def receiver(address: str, port: int, quiet: bool, no_rate_limit: bool, no_store: bool) -> int:
+    """A Loki stand-in for trying the logger by hand: it takes pushes as Loki's
+    distributor does (its validation rules, limits and answers) and keeps them in memory.
+
+    Prints its push URL, then each stored entry as `LABELS LINE`; GET /double/streams
+    returns everything stored as JSON and /double/stats the counts. Ctrl-C (or SIGTERM)
+    prints the counts and exits 0.
+    """
+    import json
+    import threading
+
+    from osqsdk.loki._receiver import LokiReceiver
+
+    limits: dict[str, Any] = {}
+    if no_rate_limit:
+        limits.update(ingestion_rate_mb=None, ingestion_burst_size_mb=None,
+                      per_stream_rate_limit=None, per_stream_rate_limit_burst=None)
+    try:
+        double = LokiReceiver(host=address, port=port, store=not no_store, **limits).start()
+    except OSError as exc:
+        click.echo(f"osqsdk: cannot listen on {address}:{port}: {exc.strerror}", err=True)
+        return 2
+    click.echo(double.url)
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    shown: dict[str, int] = {}
+    try:
+        while not stopped.wait(0.2):
+            if quiet:
+                continue
+            for labels, entries in double.streams().items():
+                for _ts, line, _meta in entries[shown.get(labels, 0):]:
+                    click.echo(f"{labels} {line}")
+                shown[labels] = len(entries)
+            sys.stdout.flush()
+    finally:
+        double.stop()
+    click.echo(json.dumps(double.stats()), err=True)
+    return 0
+
+
 def _configure_logging(verbose: bool) -> None:
     root = logging.getLogger("osqsdk")
     if not root.handlers:

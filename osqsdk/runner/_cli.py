@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -121,10 +122,14 @@ def query(sql: str, extensions: tuple[str, ...], fixtures: str | None, tick: int
 @click.option("--start-time", type=int, default=None,
               help="Simulated unix time to start at (default: now).")
 @click.option("--quiet", is_flag=True, help="Do not print the lines.")
+@click.option("--pace", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
+              help="Play one tick every SECONDS real seconds, then keep the launched "
+                   "extensions serving until interrupted (Ctrl-C or SIGTERM), so that the "
+                   "pipeline can be watched and /metrics scraped.")
 def run(config: str, fixtures: str | None, ticks: int, tick_seconds: int | None,
         extensions: tuple[str, ...], launches: tuple[str, ...], extensions_socket: str | None,
         logger_plugins: str, fmt: str, numerics: bool, host_identifier: str, platform: str,
-        start_time: int | None, quiet: bool) -> int:
+        start_time: int | None, quiet: bool, pace: float | None) -> int:
     """Run CONFIG's schedule and packs over simulated ticks, printing osqueryd's result
     lines (one JSON line per ``string``/``snapshot`` request) and forwarding them to the
     chosen logger plugins. Exit code 1 if a query fails or a logger fails a line."""
@@ -164,19 +169,25 @@ def run(config: str, fixtures: str | None, ticks: int, tick_seconds: int | None,
                 _fail(f"no logger plugin named {name!r} (load or launch its extension)")
             loggers.append(logger)
         if start_time is None:
-            import time
-
             start_time = int(time.time())
         scheduler = Scheduler(engine, config_data, packs, loggers=loggers,
                               host_identifier=host_identifier, tick_seconds=tick_seconds,
                               start_time=start_time, event_format=fmt == "event",
                               numerics=numerics)
         code = 0
+        pacer = _Pace(pace) if pace is not None else None
         try:
-            for _ in range(ticks):
+            for n in range(ticks):
+                if pacer is not None and not pacer.wait_for_tick(n):
+                    break
                 for line in scheduler.step():
                     if not quiet:
                         click.echo(line.line)
+                sys.stdout.flush()
+            if pacer is not None:
+                click.echo(f"osqsdk: {scheduler.tick} ticks run; serving until interrupted",
+                           err=True)
+                pacer.wait_for_tick(None)
         except SchedulerStopped as exc:
             click.echo(f"osqsdk: {exc.message} (osqueryd would exit {exc.code})", err=True)
             code = 1
@@ -192,6 +203,29 @@ def run(config: str, fixtures: str | None, ticks: int, tick_seconds: int | None,
                 proc.wait(10)
             except Exception:
                 proc.kill()
+
+
+class _Pace:
+    """Pacing for ``run --pace``: ticks at fixed real offsets; SIGINT and SIGTERM end the
+    wait (and the run) instead of killing the process mid-tick."""
+
+    def __init__(self, tick_seconds: float) -> None:
+        import signal
+        import threading
+
+        self.tick_seconds = tick_seconds
+        self.begin = time.monotonic()
+        self.stopped = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stopped.set())
+
+    def wait_for_tick(self, n: int | None) -> bool:
+        """Wait until tick ``n`` is due (None: until stopped); False once stopped."""
+        if n is None:
+            self.stopped.wait()
+            return False
+        due = self.begin + n * self.tick_seconds
+        return not self.stopped.wait(max(0.0, due - time.monotonic()))
 
 
 def _extension_name(path: str, load_file: Any) -> str:

@@ -11,7 +11,7 @@
 
 from osqsdk.extension._launch import ExtensionProcess, launch_extension
 from osqsdk.extension._manager import ExtensionExited, ManagerDouble, RegisteredExtension
-from osqsdk.testing._loki import LokiReceiver
+from osqsdk.loki._receiver import LokiReceiver
 
 __all__ = ["ExtensionExited", "ExtensionProcess", "LokiReceiver", "ManagerDouble",
            "RegisteredExtension", "launch_extension"]

@@ -65,9 +65,9 @@ def result_lines(count: int, unix_time: int) -> list[str]:
 
 
 def start_receiver() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-c",
-                             "from osqsdk.testing._loki import main; main()", "--port", "0",
-                             "--no-store", "--no-rate-limit"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "osqsdk", "loki", "receiver", "--port", "0",
+                             "--quiet", "--no-store", "--no-rate-limit"],
+                            stdout=subprocess.PIPE, text=True)
     return proc, proc.stdout.readline().strip()
 
 

@@ -8,31 +8,14 @@ streams, labels and lines Loki stored, and that the counter the alert rule reads
 """
 
 import json
-import os
-import socket
 import time
 import urllib.request
-from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from osqsdk.runner import Engine, Fixtures
 from osqsdk.runner._scheduler import Scheduler, load_config
-from osqsdk.testing import LokiReceiver, launch_extension
 from tests.conftest import wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-PACKS = ROOT / "packs"
-FIXTURES = PACKS / "tests" / "fixtures" / "incident-response"
-HOST = "4C4C4544-0042-4810-8056-B7C04F4E3332"
-SSH = "pack_incident-response_ssh_logins"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.e2e.conftest import HOST, PACKS, SSH
 
 
 def scrape(port: int) -> dict[tuple[str, str], float]:
@@ -43,29 +26,6 @@ def scrape(port: int) -> dict[tuple[str, str], float]:
             if sample.name == "osquery_results_total":
                 found[(sample.labels["name"], sample.labels["action"])] = sample.value
     return found
-
-
-@pytest.fixture
-def pipeline(tmp_path):
-    receiver = LokiReceiver().start()
-    engine = Engine(fixtures=Fixtures.load(FIXTURES))
-    manager = engine.serve(health_interval=1.0)
-    metrics_port = free_port()
-    env = {**os.environ,
-           "OSQSDK_LOKI_URL": receiver.url,
-           "OSQSDK_LOKI_SPOOL_DIR": str(tmp_path / "spool"),
-           "OSQSDK_LOKI_METRICS_PORT": str(metrics_port),
-           "OSQSDK_LOKI_BATCH_WAIT": "0.05"}
-    extension = launch_extension(ROOT / "extensions" / "loki_logger.py", manager.socket_path,
-                                 interval=1, autoload=False, env=env)
-    try:
-        manager.wait_for("osqsdk_loki", timeout=30)
-        yield engine, receiver, metrics_port
-    finally:
-        manager.stop()  # shutdown() to the extension, as osqueryd does when it stops
-        extension.wait(30)
-        receiver.stop()
-        engine.close()
 
 
 def test_ssh_login_end_to_end(pipeline):
@@ -115,6 +75,6 @@ def test_ssh_login_end_to_end(pipeline):
 
 
 def _labels(stream: str) -> list[tuple[str, str]]:
-    from osqsdk.testing._loki import parse_label_string
+    from osqsdk.loki._receiver import parse_label_string
 
     return parse_label_string(stream)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from osqsdk._osquery.records import parse_result, parse_status_batch
 from osqsdk.loki import LokiConfig, Mapper, format_labels
-from osqsdk.testing._loki import parse_label_string
+from osqsdk.loki._receiver import parse_label_string
 from tests.sdk.test_logger import BATCH, EVENT, SNAPSHOT, SNAPSHOT_EVENT, STATUS
 
 NS = 1_000_000_000

@@ -16,8 +16,8 @@ import cramjam
 import pytest
 
 from osqsdk.loki._proto.push_pb2 import PushRequest
+from osqsdk.loki._receiver import parse_label_string
 from osqsdk.testing import LokiReceiver
-from osqsdk.testing._loki import parse_label_string
 
 NS = 1_000_000_000
 

@@ -2,6 +2,7 @@
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,27 @@ def test_loki(osq_loki):
 """)
     result = pytester.runpytest()  # the plugin is loaded through its pytest11 entry point
     result.assert_outcomes(passed=3)
+
+
+def test_pace_plays_ticks_in_real_time_and_serves_until_interrupted(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "osqsdk", "run", "packs/osquery.conf",
+                             "--fixtures", "packs/tests/fixtures/incident-response",
+                             "--ticks", "3", "--pace", "1"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    waited = time.monotonic() - started
+    assert "3 ticks run; serving until interrupted" in line
+    assert waited >= 2.0  # ticks at 0, 1 and 2 s
+    time.sleep(0.5)
+    assert proc.poll() is None  # still serving
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert '"name":"pack_incident-response_ssh_logins"' in out

@@ -14,12 +14,12 @@ nothing stored), ``reset(times)`` (the connection is reset without an answer).
 
 What was stored is in ``streams()``/``lines()``; ``discarded`` counts drops by Loki's
 reason names (``loki_discarded_samples_total``). Run it alone with
-``python -m osqsdk.testing._loki --port 3100``; ``GET /double/stats`` gives the counts.
+``osqsdk loki receiver --port 3100``; ``GET /double/stats`` gives the counts and
+``GET /double/streams`` what it stored.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
 import datetime
@@ -881,6 +881,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._answer(200, "ready")
         elif self.path == "/double/stats":
             self._answer(200, json.dumps(double.stats()), content_type="application/json")
+        elif self.path == "/double/streams":
+            stored = {labels: [[str(ts), line, dict(meta)] for ts, line, meta in entries]
+                      for labels, entries in double.streams().items()}
+            self._answer(200, json.dumps(stored), content_type="application/json")
         else:
             self._answer(404, "404 page not found")
 
@@ -906,27 +910,3 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(double._delay)
         status, text, extra = double.handle(path, dict(self.headers.items()), body)
         self._answer(status, text, extra)
-
-
-def main(argv: list[str] | None = None) -> None:  # pragma: no cover - used by benchmarks
-    parser = argparse.ArgumentParser(description="A Loki push receiver double.")
-    parser.add_argument("--port", type=int, default=3100)
-    parser.add_argument("--no-store", action="store_true", help="keep counts only")
-    parser.add_argument("--no-rate-limit", action="store_true",
-                        help="switch off the tenant and per-stream rate limits")
-    args = parser.parse_args(argv)
-    limits: dict[str, Any] = {}
-    if args.no_rate_limit:
-        limits.update(ingestion_rate_mb=None, ingestion_burst_size_mb=None,
-                      per_stream_rate_limit=None, per_stream_rate_limit_burst=None)
-    receiver = LokiReceiver(port=args.port, store=not args.no_store, **limits).start()
-    print(receiver.url, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        receiver.down()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
