@@ -2,9 +2,10 @@
 
 The runner plays osqueryd and schedules the incident-response pack; the host already has an
 old SSH login (in its first run), then alice logs in. A Prometheus server on 127.0.0.1,
-with the shipped rule file and 1 s scrape and evaluation intervals, must keep the alert
-inactive after the first run, fire after the login, and clear once the rule's 5 minute
-window has passed.
+with the shipped rule file and 1 s scrape and evaluation intervals, scrapes the extension
+for 5 minutes before the pack's first run (a pack rolled out to a host already being
+watched), and must keep the alert inactive after that first run, fire after the login, and
+clear once the rule's 5 minute window has passed. About 11 minutes.
 """
 
 import json
@@ -86,6 +87,9 @@ def test_the_ssh_rule_in_a_real_prometheus(pipeline, tmp_path):
     try:
         assert wait_until(prometheus.ready, timeout=30), (tmp_path / "prometheus.log").read_text()
         assert wait_until(lambda: prometheus.value('up{job="osqsdk_loki"}') == 1.0, timeout=30)
+        # the extension has been scraped for 5 minutes when the pack first runs
+        assert wait_until(lambda: prometheus.value('up{job="osqsdk_loki"} offset 5m') == 1.0,
+                          timeout=420, interval=2.0)
 
         config, packs = load_config(PACKS / "osquery.conf")
         now = int(time.time())
