@@ -297,6 +297,13 @@ class ExtensionServer:
             log.exception("%s plugin %r failed", registry, item)
             return Response.failed(
                 f"{registry} plugin {item!r} failed: {type(exc).__name__}: {exc}")
+        except BaseException as exc:
+            # SystemExit, KeyboardInterrupt or GeneratorExit raised by plugin code on a
+            # worker thread: a failed call like any other; letting it through would end the
+            # worker, and after a pool's worth of them nothing would answer osqueryd.
+            log.error("%s plugin %r raised %s; answered as a failure", registry, item,
+                      type(exc).__name__)
+            return Response.failed(f"{registry} plugin {item!r} failed: {type(exc).__name__}")
 
 
 def run(

@@ -463,3 +463,21 @@ def test_stop_is_idempotent_and_safe_from_a_handler(manager):
     server.close()
     server.close()
     assert not os.path.exists(server.socket_path)
+
+
+@pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()])
+def test_base_exceptions_from_a_plugin_never_cost_a_worker(manager, error):
+    def boom(ctx):
+        raise error
+
+    server = serve(manager, users_table(), TablePlugin("boom", [Column("x")], boom),
+                   max_workers=2)
+    try:
+        for _ in range(6):  # three times the pool: a lost worker would leave none
+            response = manager.call_extension("inproc", "table", "boom", {"action": "generate"})
+            assert response.code == 1
+            assert response.message == f"table plugin 'boom' failed: {type(error).__name__}"
+        assert manager.call_extension("inproc", "table", "acme_users",
+                                      {"action": "generate"}).code == 0
+    finally:
+        server.close()
