@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import runpy
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from osqsdk.errors import PluginDefinitionError
 from osqsdk.extension._compat import adapt, osquery_python_registrations
 from osqsdk.extension._plugin import Plugin
 
-__all__ = ["LoadedFile", "load_file"]
+__all__ = ["LoadedFile", "declared_identity", "load_file"]
 
 
 class LoadedFile:
@@ -20,9 +21,47 @@ class LoadedFile:
     def __init__(self, path: Path, plugins: list[Plugin], namespace: dict[str, Any]) -> None:
         self.path = path
         self.plugins = plugins
-        self.name = str(namespace.get("EXTENSION_NAME") or path.stem.removesuffix(".ext"))
-        self.version = str(namespace.get("EXTENSION_VERSION") or namespace.get("__version__")
-                           or "0.0.0")
+        declared_name, declared_version = declared_identity(path)
+        self.name = str(namespace.get("EXTENSION_NAME") or declared_name
+                        or path.stem.removesuffix(".ext"))
+        self.version = str(namespace.get("EXTENSION_VERSION") or declared_version
+                           or namespace.get("__version__") or "0.0.0")
+
+
+def declared_identity(path: str | Path) -> tuple[str | None, str | None]:
+    """The name and version a file's own main block registers with, read from its source
+    (the block is not run when the file is loaded): ``osqsdk.run(NAME, ..., version=V)`` or
+    osquery-python's ``start_extension(name=NAME, version=V)``; None for what it does not
+    say with a literal."""
+    try:
+        tree = ast.parse(Path(path).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return None, None
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        called = func.attr if isinstance(func, ast.Attribute) else \
+            func.id if isinstance(func, ast.Name) else ""
+        positions: tuple[str, ...]
+        if called == "start_extension":
+            positions = ("name", "version")
+        elif called == "run" and isinstance(func, ast.Attribute) and \
+                isinstance(func.value, ast.Name) and func.value.id == "osqsdk":
+            positions = ("name", "", "version")
+        else:
+            continue
+        found: dict[str, str] = {}
+        for key, arg in zip(positions, node.args):
+            if key and isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                found[key] = arg.value
+        for keyword in node.keywords:
+            if keyword.arg in ("name", "version") and isinstance(keyword.value, ast.Constant) \
+                    and isinstance(keyword.value.value, str):
+                found[keyword.arg] = keyword.value.value
+        if found:
+            return found.get("name"), found.get("version")
+    return None, None
 
 
 def load_file(path: str | Path) -> LoadedFile:

@@ -155,9 +155,7 @@ def run(config: str, fixtures: str | None, ticks: int, tick_seconds: int | None,
                                                   interval=1))
                 except PluginDefinitionError as exc:
                     _fail(f"{path}: {exc}")
-                from osqsdk.extension._loader import load_file
-
-                name = _extension_name(path, load_file)
+                name = _extension_name(path)
                 try:
                     manager.wait_for(name, timeout=30)
                 except TimeoutError:
@@ -228,17 +226,13 @@ class _Pace:
         return not self.stopped.wait(max(0.0, due - time.monotonic()))
 
 
-def _extension_name(path: str, load_file: Any) -> str:
-    # The name an extension registers with is chosen by its own code (osqsdk.run(NAME, ...)),
-    # so look for it in the file instead of guessing from the path.
-    import re
+def _extension_name(path: str) -> str:
+    # The name an extension registers with is chosen by its own code (osqsdk.run(NAME, ...)
+    # or osquery-python's start_extension(name=NAME)): read it from the file.
+    from osqsdk.extension._loader import declared_identity
 
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
-    match = re.search(r"osqsdk\.run\(\s*[\"']([^\"']+)[\"']", text)
-    if match:
-        return match.group(1)
-    match = re.search(r"start_extension\(\s*name\s*=\s*[\"']([^\"']+)[\"']", text)
-    return match.group(1) if match else Path(path).stem
+    name, _ = declared_identity(path)
+    return name or Path(path).stem.removesuffix(".ext")
 
 
 @click.command()

@@ -75,9 +75,11 @@ def test_legacy_config_serves_gen_config(legacy_plugins):
 
 def test_legacy_file_served_by_osqsdk_extension_run(manager, spawn):
     proc = spawn([sys.executable, "-m", "osqsdk", "extension", "run", str(OPY)], manager.socket_path)
-    ext = manager.wait_for("opy_ext")
+    # the name and version of the file's own start_extension(name="legacy", version="0.0.1")
+    ext = manager.wait_for("legacy")
+    assert ext.version == "0.0.1"
     assert set(ext.registry) == {"table", "logger", "config"}
-    response = manager.call_extension("opy_ext", "table", "legacy_table", {"action": "generate"})
+    response = manager.call_extension("legacy", "table", "legacy_table", {"action": "generate"})
     assert response.rows[0] == {"a": "x", "flag": "1", "big": "1099511627776"}
     manager.stop()
     assert proc.wait() == ExitCode.OK
