@@ -60,6 +60,9 @@ class EventTable(TablePlugin):
                                         "be positive")
         columns = [*columns, Column("time", ColumnType.BIGINT, index=True),
                    Column("eid", ColumnType.TEXT, hidden=True)]
+        # registered with osquery's event-based attribute, so that osqueryd and the linter
+        # (--spec: "evented": true) treat it as the event table it is (docs/protocol.md §2.4)
+        options.setdefault("event_based", True)
         super().__init__(name, columns, self._generate_events, **options)
         self.expiry = expiry
         self.max_events = max_events
