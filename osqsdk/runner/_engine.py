@@ -15,6 +15,7 @@ from osqsdk.errors import PluginDefinitionError, QueryError
 from osqsdk.extension._plugin import Plugin
 from osqsdk.extension._table import TablePlugin
 from osqsdk.runner import _functions
+from osqsdk.runner._authorizer import osqueryd_authorizer
 from osqsdk.runner._fixtures import Fixtures
 from osqsdk.runner._sources import FixtureSource, PluginSource, RemoteSource
 from osqsdk.runner._values import result_text
@@ -67,6 +68,8 @@ class Engine:
         self.tick = 0
         self._lock = threading.RLock()
         self.connection = apsw.Connection(":memory:")
+        # what osqueryd's authorizer denies (ATTACH, VACUUM INTO, most pragmas) fails here too
+        self.connection.authorizer = osqueryd_authorizer
         _functions.register(self.connection)
         self.module = VirtualTableModule(self.connection)
         self.tables: dict[str, Any] = {}

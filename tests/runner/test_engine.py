@@ -303,3 +303,28 @@ def test_query_columns():
     engine = Engine()
     assert engine.query_columns("SELECT pid, name AS n FROM processes") == [
         ("pid", "BIGINT"), ("n", "TEXT")]
+
+
+@pytest.mark.parametrize("sql", [
+    "ATTACH DATABASE '{dir}/attached.db' AS x",
+    "VACUUM INTO '{dir}/vacuumed.db'",
+    "PRAGMA writable_schema = 1",
+])
+def test_what_osqueryds_authorizer_denies_is_denied_and_writes_nothing(tmp_path, sql):
+    from osqsdk.errors import QueryError
+    from osqsdk.runner import Engine
+
+    engine = Engine()
+    with pytest.raises(QueryError, match=r"not authorized|authorization denied"):
+        engine.query(sql.format(dir=tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_what_osqueryds_authorizer_allows_still_runs():
+    from osqsdk.runner import Engine
+
+    engine = Engine()
+    assert engine.query("PRAGMA table_info(processes)").rows[0]["name"] == "pid"
+    engine.query("CREATE TEMP TABLE seen (pid)")
+    engine.query("INSERT INTO seen VALUES (1)")
+    assert engine.query("SELECT pid FROM seen").rows == [{"pid": 1}]
