@@ -96,7 +96,12 @@ def _relative(path: str, base: str) -> str:
 
 
 def find_pyproject(start: str | os.PathLike[str]) -> Path | None:
-    """The nearest ``pyproject.toml`` at or above ``start`` that has ``[tool.osqsdk.lint]``."""
+    """The project's ``pyproject.toml`` when it has ``[tool.osqsdk.lint]``, else None.
+
+    The search goes up from ``start`` and stops at the project root, as ruff's does: the
+    first directory with a ``pyproject.toml`` (used only if it configures osqsdk) or with a
+    version-control directory. A file above the project cannot change what is linted.
+    """
     here = Path(start).resolve()
     if here.is_file():
         here = here.parent
@@ -106,9 +111,10 @@ def find_pyproject(start: str | os.PathLike[str]) -> Path | None:
             try:
                 text = candidate.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError):
-                continue
-            if "osqsdk" in text:
-                return candidate
+                return None
+            return candidate if "osqsdk" in text else None
+        if any((directory / vcs).exists() for vcs in (".git", ".hg", ".svn")):
+            return None
     return None
 
 

@@ -277,3 +277,31 @@ def test_cost_report_volume_honours_where_and_skips_unscheduled(
 
     assert size(volume["one_var"]) * 100 < size(volume["all_vars"])
     assert "kept by key =" in out
+
+
+@pytest.mark.parametrize("marker", ["repo/.git", "repo/pyproject.toml"])
+def test_settings_above_the_project_root_are_not_read(tmp_path: Path, marker: str,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # a pyproject.toml planted above the repository must not switch rules off
+    (tmp_path / "pyproject.toml").write_text('[tool.osqsdk.lint]\nignore = ["ALL"]\n')
+    repo = tmp_path / "repo"
+    (repo / "packs").mkdir(parents=True)
+    if marker.endswith(".git"):
+        (tmp_path / marker).mkdir()
+    else:
+        (tmp_path / marker).write_text('[project]\nname = "packs"\n')
+    (repo / "packs" / "q.sql").write_text("SELECT nmae FROM processes;")
+    monkeypatch.chdir(repo)
+    assert main(["lint", "packs"]) == 1
+    assert "OSQ104" in capsys.readouterr().out
+
+
+def test_the_projects_own_settings_are_read(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[tool.osqsdk.lint]\nignore = ["OSQ104"]\n')
+    (tmp_path / "packs").mkdir()
+    (tmp_path / "packs" / "q.sql").write_text("SELECT nmae FROM processes;")
+    monkeypatch.chdir(tmp_path / "packs")
+    assert main(["lint", "."]) == 0
