@@ -8,9 +8,10 @@ through the safe loader; nothing is executed.
 
 from __future__ import annotations
 
-import glob as globlib
+import itertools
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -135,16 +136,27 @@ class Loader:
 
     def _read(self, display: str, real: str) -> SourceText | None:
         try:
-            size = os.stat(real).st_size
-        except (OSError, RuntimeError) as exc:
-            self._unreadable(display, _os_cause(exc))
+            st = os.stat(real)
+        except (OSError, RuntimeError, UnicodeEncodeError, ValueError) as exc:
+            self._unreadable(display, _os_cause(exc) if isinstance(exc, OSError)
+                             else "the path cannot be a file name")
             return None
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+            self._unreadable(display, "not a regular file (not read)")
+            return None
+        size = st.st_size
         if size > HARD_SIZE_LIMIT:
             self._unreadable(display, f"{size} bytes is more than the {HARD_SIZE_LIMIT} bytes "
                                       "the linter reads")
             return None
         try:
-            with open(real, "rb") as fh:
+            # O_NONBLOCK: should the file be swapped for a FIFO after the check, open()
+            # returns at once instead of waiting for a writer
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    self._unreadable(display, "not a regular file (not read)")
+                    return None
                 data = fh.read(HARD_SIZE_LIMIT + 1)
         except (OSError, RuntimeError) as exc:
             self._unreadable(display, _os_cause(exc))
@@ -447,7 +459,7 @@ class Loader:
             base_dir = os.path.dirname(os.path.realpath(
                 _real_of(doc, self._loaded) or doc.path))
             for name, ref, path in doc.pack_refs:
-                if "\0" in ref:  # as in _fleet_path
+                if "\0" in ref or not _encodable(ref):  # as in _fleet_path
                     self.reports.append(MissingPackFile.report(DocAnchor(path), document=doc,
                                                                target=ref))
                     continue
@@ -464,7 +476,13 @@ class Loader:
                         DocAnchor(path), document=doc, target=ref))
                     continue
                 if is_glob:
-                    matches = sorted(globlib.glob(full, recursive=True))[:1000]
+                    # pathlib's ** never follows a symlinked directory (no walk out of the
+                    # tree, no cycle); at most 1,000 matches, regular files only
+                    relative = os.path.relpath(full, fixed)
+                    if relative == "**" or relative.endswith(os.sep + "**"):
+                        relative += os.sep + "*"  # pathlib's ** alone names directories
+                    matches = sorted(str(m) for m in itertools.islice(
+                        Path(fixed).glob(relative), 1000))
                     targets = [(Path(m).stem if name == "*" else name, m) for m in matches
                                if os.path.isfile(m)]
                 else:
@@ -485,6 +503,14 @@ class Loader:
                     if standalone is not None and standalone in self.documents:
                         self.documents.remove(standalone)
                     self.load(display, real, True, pack_name=pack_name, parent=doc)
+
+
+def _encodable(path: str) -> bool:
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:  # a lone surrogate: no file can have this name
+        return False
+    return True
 
 
 def _search_up(ref: str, start: str, roots: list[str]) -> list[str]:

@@ -223,3 +223,32 @@ def test_pack_path_with_a_nul_character_matches_no_file(tmp_path: Path) -> None:
     (tmp_path / "default.yml").write_text('queries:\n  - path: "x\\0y.yml"\n')
     findings = lint_paths([str(tmp_path)]).findings
     assert codes(findings) == ["OSQ409"] * 3
+
+
+def test_a_pack_path_no_file_can_have_is_a_missing_pack(tmp_path: Path) -> None:
+    conf = tmp_path / "osquery.conf"
+    conf.write_text('{"packs": {"x": "\\ud800.conf"}}')  # a lone surrogate
+    findings = lint_paths([str(conf)]).findings
+    assert [(f.code, f.arguments["target"]) for f in findings] == [("OSQ409", "\ud800.conf")]
+
+
+def test_a_pack_glob_does_not_follow_symlinks_out_of_the_tree_or_into_cycles(
+        tmp_path: Path) -> None:
+    import time
+
+    packs = tmp_path / "packs"
+    (packs / "sub").mkdir(parents=True)
+    (packs / "root").symlink_to("/")           # out of the tree, the whole filesystem
+    (packs / "sub" / "up").symlink_to("..")     # a cycle
+    (packs / "loop").symlink_to("loop")         # a self-link
+    (packs / "sub" / "a.conf").write_text('{"queries": {"q": {"query": "SELECT 1"}}}')
+    os.mkfifo(packs / "x.conf")                 # opening it would wait for a writer
+    (tmp_path / "osquery.conf").write_text('{"packs": {"*": "packs/%%"}}')
+    started = time.monotonic()
+    result = lint_paths([str(tmp_path)])
+    assert time.monotonic() - started < 20
+    unreadable = [f for f in result.findings if f.code == "OSQ004"]
+    assert [(Path(f.path).name, f.arguments["cause"]) for f in unreadable] == [
+        ("x.conf", "not a regular file (not read)")]
+    names = {Path(d.path).name for d in result.run.documents}
+    assert names == {"osquery.conf", "a.conf"}
