@@ -24,7 +24,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _engine(fixtures: str | None, extensions: tuple[str, ...], platform: str, strict: bool,
-            schemas: tuple[str, ...] = ()) -> Engine:
+            schemas: tuple[str, ...] = (), limits: dict[str, Any] | None = None) -> Engine:
     from osqsdk.errors import PluginDefinitionError, SchemaError
     from osqsdk.runner import Engine, FixtureError, Fixtures
     from osqsdk.schema import default_schema, load_schema
@@ -33,7 +33,8 @@ def _engine(fixtures: str | None, extensions: tuple[str, ...], platform: str, st
         schema = default_schema()
         if schemas:
             schema = schema.merged(load_schema(*schemas))
-        engine = Engine(schema=schema, platform=platform, strict_fixtures=strict)
+        engine = Engine(schema=schema, platform=platform, strict_fixtures=strict,
+                        **(limits or {}))
         if fixtures:
             engine.fixtures = Fixtures.load(fixtures, engine.schema)
         for path in extensions:
@@ -69,8 +70,13 @@ def _table(columns: list[str], rows: list[dict[str, str]]) -> str:
 @click.option("--strict-fixtures", is_flag=True, help="A core table without a fixture is an error.")
 @click.option("--schema", "schemas", multiple=True, type=click.Path(dir_okay=False),
               help="Extra table schema (e.g. an extension's --spec output).")
+@click.option("--timeout", "timeout", type=click.FloatRange(min=0.1), default=30.0,
+              show_default=True, help="Stop a query that runs longer (seconds).")
+@click.option("--max-rows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+              help="Stop a query that returns more rows.")
 def query(sql: str, extensions: tuple[str, ...], fixtures: str | None, tick: int, fmt: str,
-          platform: str, strict_fixtures: bool, schemas: tuple[str, ...]) -> int:
+          platform: str, strict_fixtures: bool, schemas: tuple[str, ...], timeout: float,
+          max_rows: int) -> int:
     """Run SQL against osquery's tables (from fixtures) and extension tables.
 
     Values are printed as osqueryd returns them (strings, NULL as empty). Exit code 1 when
@@ -78,7 +84,8 @@ def query(sql: str, extensions: tuple[str, ...], fixtures: str | None, tick: int
     """
     from osqsdk.errors import QueryError
 
-    engine = _engine(fixtures, extensions, platform, strict_fixtures, schemas)
+    engine = _engine(fixtures, extensions, platform, strict_fixtures, schemas,
+                     {"timeout": timeout, "max_rows": max_rows})
     engine.tick = tick
     try:
         result = engine.query(sql)
@@ -126,10 +133,15 @@ def query(sql: str, extensions: tuple[str, ...], fixtures: str | None, tick: int
               help="Play one tick every SECONDS real seconds, then keep the launched "
                    "extensions serving until interrupted (Ctrl-C or SIGTERM), so that the "
                    "pipeline can be watched and /metrics scraped.")
+@click.option("--timeout", "timeout", type=click.FloatRange(min=0.1), default=30.0,
+              show_default=True, help="Stop a query that runs longer (seconds).")
+@click.option("--max-rows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+              help="Stop a query that returns more rows.")
 def run(config: str, fixtures: str | None, ticks: int, tick_seconds: int | None,
         extensions: tuple[str, ...], launches: tuple[str, ...], extensions_socket: str | None,
         logger_plugins: str, fmt: str, numerics: bool, host_identifier: str, platform: str,
-        start_time: int | None, quiet: bool, pace: float | None) -> int:
+        start_time: int | None, quiet: bool, pace: float | None, timeout: float,
+        max_rows: int) -> int:
     """Run CONFIG's schedule and packs over simulated ticks, printing osqueryd's result
     lines (one JSON line per ``string``/``snapshot`` request) and forwarding them to the
     chosen logger plugins. Exit code 1 if a query fails or a logger fails a line."""
@@ -137,7 +149,8 @@ def run(config: str, fixtures: str | None, ticks: int, tick_seconds: int | None,
     from osqsdk.errors import PluginDefinitionError
     from osqsdk.runner._scheduler import Scheduler, SchedulerStopped, load_config
 
-    engine = _engine(fixtures, extensions, platform, False)
+    engine = _engine(fixtures, extensions, platform, False,
+                     limits={"timeout": timeout, "max_rows": max_rows})
     try:
         config_data, packs = load_config(config)
     except ConfigProblem as exc:

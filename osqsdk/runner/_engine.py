@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,12 @@ class QueryResult:
         return [{k: result_text(v) for k, v in row.items()} for row in self.rows]
 
 
+#: The runner's limits per query (Engine arguments; --timeout and --max-rows on the CLI).
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_ROWS = 1_000_000
+DEFAULT_MAX_VALUE_BYTES = 100 * 1024 * 1024
+
+
 class Engine:
     """osquery's SQL engine, locally: SQLite with osquery's virtual tables and functions.
 
@@ -52,11 +59,17 @@ class Engine:
     osquery-python plugins) or ``add_remote`` (a running extension's socket). Planning,
     constraints, the context JSON and value typing follow osqueryd (see ``_vtable``).
     ``calls`` records every ``generate`` with its context.
+
+    A query runs at most ``timeout`` seconds and returns at most ``max_rows`` rows (a
+    recursive CTE that never ends is stopped with a QueryError saying so, as osqueryd's
+    watchdog would stop it); a string or blob is at most ``max_value_bytes``.
     """
 
     def __init__(self, *, schema: Any = None, fixtures: Fixtures | None = None,
                  platform: str = "linux", strict_fixtures: bool = False,
-                 default_index: bool = True, core_tables: bool = True) -> None:
+                 default_index: bool = True, core_tables: bool = True,
+                 timeout: float = DEFAULT_TIMEOUT, max_rows: int = DEFAULT_MAX_ROWS,
+                 max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> None:
         if schema is None:
             from osqsdk.schema import default_schema
 
@@ -70,6 +83,11 @@ class Engine:
         self.connection = apsw.Connection(":memory:")
         # what osqueryd's authorizer denies (ATTACH, VACUUM INTO, most pragmas) fails here too
         self.connection.authorizer = osqueryd_authorizer
+        self.timeout = timeout
+        self.max_rows = max_rows
+        self.connection.limit(apsw.SQLITE_LIMIT_LENGTH, max_value_bytes)
+        self._deadline = float("inf")
+        self.connection.set_progress_handler(self._past_deadline, 10_000)
         _functions.register(self.connection)
         self.module = VirtualTableModule(self.connection)
         self.tables: dict[str, Any] = {}
@@ -187,17 +205,25 @@ class Engine:
         return self.plugin("logger", name) or self.remote_loggers.get(name)
 
     # -- SQL -----------------------------------------------------------------------------
+    def _past_deadline(self) -> bool:
+        return time.monotonic() > self._deadline  # True: SQLite interrupts the statement
+
     def query(self, sql: str) -> QueryResult:
-        """Run ``sql``; raises QueryError with SQLite's (or the table's) message."""
+        """Run ``sql``; raises QueryError with SQLite's (or the table's) message, or with
+        the limit it went past (``timeout``, ``max_rows``)."""
         with self._lock:
             cursor = self.connection.cursor()
             columns: list[str] = []
             rows: list[dict[str, Any]] = []
+            self._deadline = time.monotonic() + self.timeout
             try:
                 cursor.execute(sql)
                 for row in cursor:
                     if not columns:
                         columns = [d[0] for d in cursor.getdescription()]
+                    if len(rows) >= self.max_rows:
+                        raise QueryError(sql, f"the query returned more than {self.max_rows} "
+                                              "rows, the runner's limit (max_rows)")
                     rows.append(dict(zip(columns, row)))
                 if not columns:
                     try:
@@ -206,8 +232,15 @@ class Engine:
                         columns = []
             except TableError as exc:
                 raise QueryError(sql, exc.message) from None
+            except apsw.InterruptError:
+                raise QueryError(sql, f"the query ran longer than {self.timeout:g} s, the "
+                                      "runner's limit (timeout); osqueryd's watchdog stops "
+                                      "such a query too") from None
             except apsw.Error as exc:
                 raise QueryError(sql, _sqlite_message(exc)) from None
+            finally:
+                self._deadline = float("inf")
+                cursor.close()
             return QueryResult(columns, rows)
 
     def query_columns(self, sql: str) -> list[tuple[str, str]]:

@@ -328,3 +328,32 @@ def test_what_osqueryds_authorizer_allows_still_runs():
     engine.query("CREATE TEMP TABLE seen (pid)")
     engine.query("INSERT INTO seen VALUES (1)")
     assert engine.query("SELECT pid FROM seen").rows == [{"pid": 1}]
+
+
+ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT {} FROM c"
+
+
+def test_a_query_that_never_ends_is_stopped_by_the_runners_limits():
+    import time
+
+    from osqsdk.errors import QueryError
+    from osqsdk.runner import Engine
+
+    engine = Engine(timeout=0.5, max_rows=1000)
+    with pytest.raises(QueryError, match=r"more than 1000 rows, the runner's limit"):
+        engine.query(ENDLESS.format("x"))
+    started = time.monotonic()
+    with pytest.raises(QueryError, match=r"ran longer than 0.5 s, the runner's limit"):
+        engine.query(ENDLESS.format("count(*)"))
+    assert time.monotonic() - started < 5
+    assert engine.query("SELECT 1 AS one").rows == [{"one": 1}]  # the engine goes on
+
+
+def test_the_query_command_takes_the_limits():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "osqsdk", "query", ENDLESS.format("x"),
+                             "--max-rows", "10"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "more than 10 rows, the runner's limit (max_rows)" in result.stderr
