@@ -252,3 +252,19 @@ def test_a_pack_glob_does_not_follow_symlinks_out_of_the_tree_or_into_cycles(
         ("x.conf", "not a regular file (not read)")]
     names = {Path(d.path).name for d in result.run.documents}
     assert names == {"osquery.conf", "a.conf"}
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT " + "9" * 5000 + " FROM processes",          # past Python's int-string limit
+    "SELECT pid FROM processes WHERE pid = " + "1" * 4301,
+    "SELECT " + ", ".join(f"c{i:0199d}" for i in range(1999)) + " FROM processes",
+])
+def test_hostile_queries_get_findings_not_tracebacks_and_bounded_time(sql: str) -> None:
+    import time
+
+    from osqsdk.lint import lint_text
+
+    started = time.monotonic()
+    findings = lint_text(sql, filename="q.sql")
+    assert time.monotonic() - started < 10
+    assert not [f for f in findings if f.code == "OSQ009"]  # the linter did not fail
