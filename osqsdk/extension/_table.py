@@ -284,27 +284,29 @@ class TablePlugin(Plugin):
         if columns_used is not None and not columns_used.issuperset(self._types):
             keep = {name: name in columns_used for name in self._convert}
             keep["rowid"] = True
-        if self.strict_keys and keep is None and self._columnwise_ok():
+        # The fast paths take rows whose keys are all columns, with or without strict_keys
+        # (osquery-python tables run without it): a row with another key makes them fall
+        # back to the per-row path, which names it (strict) or drops it as osqueryd does.
+        if keep is None and self._columnwise_ok():
             out = self._coerce_columnwise(rows)
             if out is not None:
                 return out
-        if self.strict_keys:
-            # One comprehension, str values of declared columns taken as they are. Anything
-            # unusual (an undeclared key: KeyError; a bad value; not a mapping) raises, and
-            # the slow path below finds the row and says what is wrong.
-            convert, allowed, wide, text, integer = (self._convert, self._allowed, self._wide,
-                                                     str, int)
-            low, high = _RANGES[ColumnType.BIGINT]
-            try:
-                if keep is None:
-                    return [{k: (v if v.__class__ is text and k in allowed else
-                                 text(v) if v.__class__ is integer and k in wide
-                                 and low <= v <= high else convert[k](v))
-                             for k, v in row.items() if v is not None} for row in rows]
-                return [{k: (v if v.__class__ is text else convert[k](v))
-                         for k, v in row.items() if v is not None and keep[k]} for row in rows]
-            except Exception:
-                pass
+        # One comprehension, str values of declared columns taken as they are. Anything
+        # unusual (an undeclared key: KeyError; a bad value; not a mapping) raises, and
+        # the slow path below finds the row and says what is wrong.
+        convert, allowed, wide, text, integer = (self._convert, self._allowed, self._wide,
+                                                 str, int)
+        low, high = _RANGES[ColumnType.BIGINT]
+        try:
+            if keep is None:
+                return [{k: (v if v.__class__ is text and k in allowed else
+                             text(v) if v.__class__ is integer and k in wide
+                             and low <= v <= high else convert[k](v))
+                         for k, v in row.items() if v is not None} for row in rows]
+            return [{k: (v if v.__class__ is text else convert[k](v))
+                     for k, v in row.items() if v is not None and keep[k]} for row in rows]
+        except Exception:
+            pass
         return [self._coerce_row(row, index, keep) for index, row in enumerate(rows)]
 
     def _columnwise_ok(self) -> bool:

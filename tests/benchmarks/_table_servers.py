@@ -36,7 +36,7 @@ def serve_osqsdk():
     osqsdk.run("bench_osqsdk", plugins, version="1.0.0")
 
 
-def serve_osquery_python():
+def osquery_python_tables():
     import osquery
 
     def make(table_name):
@@ -54,9 +54,24 @@ def serve_osquery_python():
         Table.__name__ = f"Table_{table_name}"
         return Table
 
-    for table_name in ("bench", "one", "slow"):
-        osquery.register_plugin(make(table_name))
+    return [make(table_name) for table_name in ("bench", "one", "slow")]
+
+
+def serve_osquery_python():
+    import osquery
+
+    for table in osquery_python_tables():
+        osquery.register_plugin(table)
     osquery.start_extension(name="bench_osquery_python", version="1.0.0")
+
+
+def serve_osqsdk_compat():
+    # the same osquery-python classes, unchanged, served by osqsdk (osqsdk extension run)
+    import osqsdk
+    from osqsdk.extension._compat import adapt
+
+    osqsdk.run("bench_osqsdk_compat", [adapt(t) for t in osquery_python_tables()],
+               version="1.0.0")
 
 
 def serve_bare(path):
@@ -93,6 +108,8 @@ if __name__ == "__main__":
         serve_osqsdk()
     elif mode == "osquery-python":
         serve_osquery_python()
+    elif mode == "osqsdk-compat":
+        serve_osqsdk_compat()
     elif mode == "bare":
         serve_bare(sys.argv[1])
     else:

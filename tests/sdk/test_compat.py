@@ -101,3 +101,24 @@ def test_extension_run_reports_a_broken_file(tmp_path, manager):
     result = subprocess.run([sys.executable, "-m", "osqsdk", "extension", "run", str(empty)],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == ExitCode.USAGE and "defines no plugins" in result.stderr
+
+
+def test_a_legacy_table_row_with_an_undeclared_key_still_drops_it():
+    # rows whose keys are all columns take the fast paths; another key sends the call to the
+    # per-row path, which drops the key as osqueryd does (strict_keys=False)
+    import osquery
+
+    from osqsdk.extension._compat import adapt
+
+    class Legacy(osquery.TablePlugin):
+        def name(self):
+            return "legacy_extra"
+
+        def columns(self):
+            return [osquery.TableColumn(name="a", type=osquery.STRING)]
+
+        def generate(self, context):
+            return [{"a": "1"}, {"a": "2", "junk": "x"}]
+
+    table = adapt(Legacy)
+    assert table.call({"action": "generate"}).rows == [{"a": "1"}, {"a": "2"}]
