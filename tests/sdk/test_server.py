@@ -95,27 +95,85 @@ def test_ping_and_calls_are_answered_while_a_slow_generate_runs(manager, spawn):
     assert worst < 0.5, f"a call waited {worst:.3f}s behind the slow generate"
 
 
-def test_worker_pool_is_bounded(manager):
+def test_calls_in_progress_are_bounded_by_max_workers(manager):
     release = threading.Event()
-    plugin = TablePlugin("blocker", [Column("x")], lambda ctx: release.wait(10) and [{"x": "1"}])
-    server = serve(manager, plugin, max_workers=3)
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def blocker(ctx):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        release.wait(10)
+        with lock:
+            running[0] -= 1
+        return [{"x": "1"}]
+
+    server = serve(manager, TablePlugin("blocker", [Column("x")], blocker), max_workers=3)
     try:
-        before = threading.active_count()
         results = []
         callers = [threading.Thread(target=lambda: results.append(manager.call_extension(
             "inproc", "table", "blocker", {"action": "generate"}))) for _ in range(8)]
         for t in callers:
             t.start()
         time.sleep(0.5)
-        workers = [t for t in threading.enumerate() if t.name.startswith("osqsdk-worker")]
-        assert len(workers) <= 3
+        assert most[0] == 3  # three generates at once, the others wait for a worker
         release.set()
         for t in callers:
             t.join(15)
         assert len(results) == 8 and all(r.rows == [{"x": "1"}] for r in results)
-        assert threading.active_count() <= before + 3
+        assert most[0] == 3
     finally:
         release.set()
+        server.close()
+
+
+def _ping_seconds(socket_path: str) -> float:
+    started = time.monotonic()
+    with Client(socket_path, timeout=10.0, manager=False) as client:
+        assert client.ping().code == 0
+    return time.monotonic() - started
+
+
+def test_pings_are_answered_while_idle_connections_are_held(manager):
+    import socket as socketlib
+
+    server = serve(manager, max_workers=4)
+    ext = manager.wait_for("inproc")
+    idle = []
+    try:
+        for _ in range(40):  # ten times the workers, connected and silent
+            sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+            sock.connect(ext.socket_path)
+            idle.append(sock)
+        time.sleep(0.3)
+        assert _ping_seconds(ext.socket_path) < 1.0
+        assert manager.call_extension("inproc", "table", "acme_users",
+                                      {"action": "generate"}).code == 0
+    finally:
+        for sock in idle:
+            sock.close()
+        server.close()
+
+
+def test_pings_are_answered_while_every_worker_runs_a_slow_generate(manager):
+    release = threading.Event()
+    slow = TablePlugin("slow", [Column("x")], lambda ctx: release.wait(20) and [{"x": "1"}])
+    server = serve(manager, slow, max_workers=4)
+    ext = manager.wait_for("inproc")
+    callers = [threading.Thread(target=manager.call_extension,
+                                args=("inproc", "table", "slow", {"action": "generate"}))
+               for _ in range(10)]  # more than the workers
+    try:
+        for t in callers:
+            t.start()
+        time.sleep(0.5)
+        worst = max(_ping_seconds(ext.socket_path) for _ in range(5))
+        assert worst < 1.0, f"a ping waited {worst:.2f} s behind the generates"
+    finally:
+        release.set()
+        for t in callers:
+            t.join(30)
         server.close()
 
 

@@ -47,6 +47,7 @@ MAX_REPLY_BYTES = 100 * 1024 * 1024
 MAX_STRING_BYTES = 100 * 1024 * 1024
 MAX_CONTAINER_ITEMS = 1 << 20
 _MAX_RECV = 1 << 20
+_ALWAYS_ANSWERED = frozenset({"ping", "shutdown"})  # never wait for a worker
 _LARGE = 8 << 20  # bytes of one request past which memory is returned after it
 _READ_BUFFER = 64 * 1024
 # Replies up to this size go out in one send (header and body joined).
@@ -302,8 +303,11 @@ class ThriftServer:
     """Serve one of osquery's Thrift services on a unix socket.
 
     ``handler`` has one method per Thrift method, taking the arguments by position.
-    ``max_workers`` bounds the threads serving connections; ``None`` gives a thread per
-    connection (for the manager double, whose clients keep connections open).
+    ``max_workers`` bounds the handler calls in progress (a slow plugin holds one), except
+    ``ping`` and ``shutdown``, which are always answered at once; ``max_connections``
+    bounds the threads that accept and read connections, so that idle or slow clients hold
+    a thread but never a worker. ``None`` for both gives a thread per connection and no
+    bound (the manager double, whose clients keep connections open).
     """
 
     def __init__(
@@ -313,6 +317,7 @@ class ThriftServer:
         *,
         service: str = "Extension",
         max_workers: int | None = 32,
+        max_connections: int | None = 512,
         max_pending: int = 256,
         idle_timeout: float | None = 30.0,
         max_reply_bytes: int = MAX_REPLY_BYTES,
@@ -320,6 +325,11 @@ class ThriftServer:
         self.path = path
         self._methods = _methods(service, handler)
         self._max_workers = max_workers
+        self._max_connections = max_connections if max_workers is not None else None
+        # Calls in progress; ping and shutdown are not counted: osqueryd's health check must
+        # get its answer while every worker is busy (issue: 32 held connections silenced
+        # the extension and osqueryd dropped it)
+        self._calls = threading.BoundedSemaphore(max_workers) if max_workers else None
         self._max_pending = max_pending
         self._idle_timeout = idle_timeout
         self._max_reply = max_reply_bytes
@@ -343,8 +353,8 @@ class ThriftServer:
     def start(self) -> None:
         """Bind the socket (owner-only) and start accepting connections."""
         self._listener = transport.listen(self.path, backlog=self._max_pending)
-        if self._max_workers:
-            self._pool = _Acceptors(self._listener, self._max_workers, self._serve,
+        if self._max_connections:
+            self._pool = _Acceptors(self._listener, self._max_connections, self._serve,
                                     self._stopped)
             self._pool.start()
             return
@@ -481,8 +491,13 @@ class ThriftServer:
             return self._encode(name, TMessageType.EXCEPTION, seqid, error), b""
         args = method.args()
         _decode(args, iprot, method.spec)  # what args.read(iprot) ends up calling
+        limit = self._calls if name not in _ALWAYS_ANSWERED else None
         try:
-            value = method.handler(*method.arguments(args))
+            if limit is None:
+                value = method.handler(*method.arguments(args))
+            else:
+                with limit:
+                    value = method.handler(*method.arguments(args))
         except Exception as exc:
             log.exception("handler for %s failed", name)
             error = TApplicationException(TApplicationException.INTERNAL_ERROR,
