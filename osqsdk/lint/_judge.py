@@ -23,6 +23,7 @@ from typing import Any
 
 import apsw
 
+from osqsdk.lint._lexer import code_chars
 from osqsdk.schema import Schema
 
 __all__ = ["Judge", "Verdict", "split_statements"]
@@ -57,30 +58,11 @@ def split_statements(sql: str) -> list[tuple[int, int]]:
     """(start, end) of each statement of ``sql``: split at semicolons outside strings,
     quoted names and comments; empty statements (blank, comments, lone ``;``) dropped."""
     spans: list[tuple[int, int]] = []
-    start = i = 0
-    n = len(sql)
-    while i < n:
-        ch = sql[i]
-        if ch in "'\"`[":
-            close = "]" if ch == "[" else ch
-            j = sql.find(close, i + 1)
-            while j != -1 and close != "]" and j + 1 < n and sql[j + 1] == close:
-                j = sql.find(close, j + 2)
-            i = n if j == -1 else j + 1
-            continue
-        if sql.startswith("--", i):
-            j = sql.find("\n", i)
-            i = n if j == -1 else j + 1
-            continue
-        if sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            i = n if j == -1 else j + 2
-            continue
-        if ch == ";":
-            spans.append((start, i + 1))
-            start = i + 1
-        i += 1
-    spans.append((start, n))
+    start = 0
+    for i in code_chars(sql, ";"):
+        spans.append((start, i + 1))
+        start = i + 1
+    spans.append((start, len(sql)))
     return [(a, b) for a, b in spans if _has_content(sql[a:b])]
 
 

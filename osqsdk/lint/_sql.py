@@ -18,6 +18,7 @@ from sqlglot import exp
 from sqlglot.dialects.sqlite import SQLite
 from sqlglot.errors import ParseError, TokenError
 
+from osqsdk.lint._lexer import code_chars
 from osqsdk.schema import ColumnSchema, Schema, TableSchema
 
 __all__ = ["Analysis", "ColumnRef", "Parsed", "Source", "analyze", "node_span", "parse",
@@ -67,31 +68,13 @@ class Parsed:
 def nesting_depth(sql: str) -> tuple[int, int]:
     """Deepest parenthesis nesting outside strings and comments, and where it is reached."""
     depth = best = where = 0
-    i, n = 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        if ch in "'\"`[":
-            close = "]" if ch == "[" else ch
-            j = sql.find(close, i + 1)
-            while j != -1 and close != "]" and j + 1 < n and sql[j + 1] == close:
-                j = sql.find(close, j + 2)
-            i = n if j == -1 else j + 1
-            continue
-        if ch == "-" and sql.startswith("--", i):
-            j = sql.find("\n", i)
-            i = n if j == -1 else j + 1
-            continue
-        if ch == "/" and sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            i = n if j == -1 else j + 2
-            continue
-        if ch == "(":
+    for i in code_chars(sql, "()"):
+        if sql[i] == "(":
             depth += 1
             if depth > best:
                 best, where = depth, i
-        elif ch == ")":
+        else:
             depth = max(0, depth - 1)
-        i += 1
     return best, where
 
 
