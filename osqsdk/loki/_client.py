@@ -60,6 +60,21 @@ MAX_SPLIT_REQUESTS = 128
 MAX_RETRY_AFTER_S = 300.0
 
 
+# Statuses that refuse the entries themselves; every other failure is retried.
+_ENTRY_REJECTED = frozenset({400, 413})
+# What a person has to change when Loki keeps answering this (the entries wait in the spool).
+_WHAT_TO_FIX = {
+    401: "Loki refuses the credentials: check username/password_file or bearer_token_file; "
+         "the entries wait in the spool",
+    403: "Loki (or a proxy) forbids this client or tenant: check the tenant and the "
+         "credentials' rights; the entries wait in the spool",
+    404: "no push endpoint at this URL: check url (and any reverse-proxy path); the entries "
+         "wait in the spool",
+    405: "this URL does not take POST: check url; the entries wait in the spool",
+    407: "a proxy wants credentials; the entries wait in the spool",
+}
+
+
 class _Aborted(Exception):
     """abort() was called while a batch was being sent."""
 
@@ -442,16 +457,20 @@ class LokiClient:
                 self._deliver(first)
                 self._deliver(second)
                 return
-            retryable = status == 429 or status >= 500 or status < 0
-            if not retryable:
-                reason = {400: DropReason.REJECTED, 413: DropReason.TOO_LARGE,
-                          401: DropReason.UNAUTHORIZED, 403: DropReason.UNAUTHORIZED}.get(
-                              status, DropReason.CLIENT_ERROR)
+            if status in _ENTRY_REJECTED:
+                # Loki refused these entries themselves: sending them again cannot succeed
+                reason = DropReason.REJECTED if status == 400 else DropReason.TOO_LARGE
                 self._drop([e for _, es in _resolve(streams) for e in es], reason,
                            f"Loki answered {status}: {text}")
                 return
+            # Anything else is the endpoint, the credentials or the server, not the entries:
+            # they stay in the spool and are retried (a credential rotation or an ingress
+            # mistake must not lose data; promtail drops them, grafana/loki#11593).
             reason = (DropReason.RATE_LIMITED if status == 429 else
-                      DropReason.NETWORK_ERROR if status < 0 else DropReason.SERVER_ERROR)
+                      DropReason.NETWORK_ERROR if status < 0 else
+                      DropReason.SERVER_ERROR if status >= 500 else
+                      DropReason.UNAUTHORIZED if status in (401, 403, 407) else
+                      DropReason.CLIENT_ERROR)
             if status == 429 and self.config.drop_rate_limited:
                 self._drop([e for _, es in _resolve(streams) for e in es], reason,
                            f"Loki answered 429 and drop_rate_limited is set: {text}")
@@ -464,8 +483,10 @@ class LokiClient:
             delay = self._backoff(attempt, retry_after)
             self.metrics.retries.inc()
             self.metrics.retried_entries.inc(count)
-            log.warning("push of %d entries failed (%s); retry %d in %.2fs", count,
-                        f"{status}: {text}" if status > 0 else text, attempt, delay)
+            fix = _WHAT_TO_FIX.get(status, "")
+            log.warning("push of %d entries failed (%s); retry %d in %.2fs%s", count,
+                        f"{status}: {text}" if status > 0 else text, attempt, delay,
+                        f"; {fix}" if fix else "")
             if self._aborted.wait(delay):
                 raise _Aborted()
 

@@ -33,8 +33,8 @@ class DropReason(str, enum.Enum):
     TOO_NEW = "too_new"               #: further than max_future ahead when sent
     REJECTED = "rejected"             #: Loki answered 400 for this entry
     TOO_LARGE = "too_large"           #: Loki answered 413 for a request of this one entry
-    UNAUTHORIZED = "unauthorized"     #: Loki answered 401 or 403
-    CLIENT_ERROR = "client_error"     #: Loki answered another 4xx (not 429)
+    UNAUTHORIZED = "unauthorized"     #: 401/403/407 until max_retries was used up
+    CLIENT_ERROR = "client_error"     #: another 4xx until max_retries was used up
     RATE_LIMITED = "rate_limited"     #: 429 with drop_rate_limited, or retries used up
     SERVER_ERROR = "server_error"     #: 5xx until retries were used up
     NETWORK_ERROR = "network_error"   #: no answer until retries were used up

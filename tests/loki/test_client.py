@@ -187,22 +187,34 @@ def test_a_single_entry_413_is_dropped(make_config):
             assert dropped(client, DropReason.TOO_LARGE) == 1
 
 
-@pytest.mark.parametrize("status, reason", [(401, DropReason.UNAUTHORIZED),
-                                            (403, DropReason.UNAUTHORIZED),
-                                            (404, DropReason.CLIENT_ERROR),
-                                            (422, DropReason.CLIENT_ERROR)])
-def test_other_4xx_drop_the_batch_with_a_reason_and_an_error(receiver, make_config, status,
-                                                             reason, caplog):
-    receiver.fail(status)
+@pytest.mark.parametrize("status, fix", [(401, "check username/password_file"),
+                                         (403, "check the tenant"),
+                                         (404, "no push endpoint at this URL"),
+                                         (405, "does not take POST"),
+                                         (422, "")])
+def test_endpoint_and_credential_errors_keep_the_entries_and_retry(receiver, make_config,
+                                                                   status, fix, caplog):
+    # a credential rotation or an ingress mistake is fixed on the server: nothing is lost
+    receiver.fail(status, times=4)
     with LokiClient(make_config(receiver.url)) as client:
+        push_lines(client, 3)
+        assert client.flush(20)
+        assert sum(dropped(client, reason) for reason in DropReason) == 0
+        assert client.metrics.value("osqsdk_loki_batch_retries_total") >= 4
+    assert receiver.lines() == ["line 0", "line 1", "line 2"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"{status}:" in m and fix in m for m in warnings), warnings
+
+
+@pytest.mark.parametrize("status, reason", [(401, DropReason.UNAUTHORIZED),
+                                            (404, DropReason.CLIENT_ERROR)])
+def test_with_max_retries_an_endpoint_error_drops_counted(receiver, make_config, status,
+                                                          reason):
+    receiver.fail(status, times=5)
+    with LokiClient(make_config(receiver.url, max_retries=2)) as client:
         push_lines(client, 3)
         assert client.flush(10)
         assert dropped(client, reason) == 3
-        push_lines(client, 2, start=3)  # the client carries on
-        assert client.flush(10)
-    assert receiver.lines() == ["line 3", "line 4"]
-    assert any(r.levelno == logging.ERROR and f"Loki answered {status}" in r.getMessage()
-               for r in caplog.records)
 
 
 def test_drop_rate_limited(receiver, make_config):
@@ -308,7 +320,7 @@ def test_credentials_never_reach_logs_metrics_or_reprs(make_config, caplog):
             from prometheus_client import generate_latest
 
             text = generate_latest(exposition).decode()
-        token_config = make_config(receiver.url, bearer_token=token)
+        token_config = make_config(receiver.url, bearer_token=token, max_retries=2)
         with LokiClient(token_config) as client:
             client.push(LABELS, "y")
             assert client.flush(10)
