@@ -223,9 +223,14 @@ class ExtensionServer:
             return lambda: None
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
-        def handle(signum: int, frame: object) -> None:
+        def stopping(signum: int) -> None:
             log.info("received %s; stopping", signal.Signals(signum).name)
             self.stop(ExitCode.OK)
+
+        def handle(signum: int, frame: object) -> None:
+            # On another thread: the main thread may hold the stop Event's lock (or the
+            # logging lock) right where the signal interrupts it, and would deadlock.
+            threading.Thread(target=stopping, args=(signum,), daemon=True).start()
 
         for sig in previous:
             signal.signal(sig, handle)

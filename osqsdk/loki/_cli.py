@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -94,7 +95,8 @@ def tail(path: str, url: str | None, spool_dir: str | None, once: bool,
     tailer = Tailer(path, client, Mapper(config), poll_interval=poll_interval, host=host)
 
     def stop(signum: int, frame: object) -> None:
-        tailer.stop_event.set()
+        # set from another thread: the main thread may hold the Event's lock right here
+        threading.Thread(target=tailer.stop_event.set, daemon=True).start()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
@@ -128,7 +130,7 @@ def receiver(address: str, port: int, quiet: bool, no_rate_limit: bool, no_store
     prints the counts and exits 0.
     """
     import json
-    import threading
+    import time
 
     from osqsdk.loki._receiver import LokiReceiver
 
@@ -142,12 +144,17 @@ def receiver(address: str, port: int, quiet: bool, no_rate_limit: bool, no_store
         click.echo(f"osqsdk: cannot listen on {address}:{port}: {exc.strerror}", err=True)
         return 2
     click.echo(double.url)
-    stopped = threading.Event()
+    stopped = [False]  # a plain flag, not an Event (see osqsdk run --pace)
+
+    def stop(*_: object) -> None:
+        stopped[0] = True
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
+        signal.signal(sig, stop)
     shown: dict[str, int] = {}
     try:
-        while not stopped.wait(0.2):
+        while not stopped[0]:
+            time.sleep(0.2)
             if quiet:
                 continue
             for labels, entries in double.streams().items():

@@ -222,21 +222,27 @@ class _Pace:
 
     def __init__(self, tick_seconds: float) -> None:
         import signal
-        import threading
 
         self.tick_seconds = tick_seconds
         self.begin = time.monotonic()
-        self.stopped = threading.Event()
+        self.stopped = False
+        # A plain flag: Event.set() in a signal handler can deadlock on the Event's own
+        # lock when the signal lands while the main thread holds it in wait().
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self.stopped.set())
+            signal.signal(sig, self._stop)
+
+    def _stop(self, *_: object) -> None:
+        self.stopped = True
 
     def wait_for_tick(self, n: int | None) -> bool:
         """Wait until tick ``n`` is due (None: until stopped); False once stopped."""
-        if n is None:
-            self.stopped.wait()
-            return False
-        due = self.begin + n * self.tick_seconds
-        return not self.stopped.wait(max(0.0, due - time.monotonic()))
+        due = float("inf") if n is None else self.begin + n * self.tick_seconds
+        while not self.stopped:
+            remaining = due - time.monotonic()
+            if remaining <= 0:
+                return True
+            time.sleep(min(remaining, 0.2))  # a signal ends the sleep at once
+        return False
 
 
 def _extension_name(path: str) -> str:
