@@ -522,10 +522,11 @@ class LokiClient:
                 response.drain_conn()
             finally:
                 response.release_conn()
-            text = _first_line(data)
+            text = self.config.scrub(_first_line(data))  # a proxy may echo the request
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # urllib3's messages carry the request URL, query string included
             status, text, retry_after = -1, f"no answer from {self.config.redacted_url()}: " \
-                f"{type(exc).__name__}: {_describe(exc)}", None
+                f"{type(exc).__name__}: {self.config.scrub(_describe(exc))}", None
         self.metrics.request_duration.labels(str(status)).observe(time.perf_counter() - started)
         return status, text, retry_after
 

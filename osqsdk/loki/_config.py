@@ -171,6 +171,12 @@ class LokiConfig:
             value = getattr(self, name)
             if isinstance(value, str):
                 object.__setattr__(self, name, Secret(value))
+            value = getattr(self, name)
+            if value is not None and _HEADER_BREAKING.search(value.reveal()):
+                # would break the Authorization header (and end up in a traceback); the
+                # value itself is never shown
+                raise LokiConfigError(f"{name}: contains a line break or another control "
+                                      "character (a stray newline from an env file?)", name)
         if self.bearer_token is not None and self.username is not None:
             raise LokiConfigError("bearer_token: give either a bearer token or basic auth "
                                   "(username/password), not both", "bearer_token")
@@ -246,8 +252,24 @@ class LokiConfig:
             _check_source("structured_metadata", name, value, METADATA_SOURCES)
 
     def redacted_url(self) -> str:
-        """The URL as it may appear in logs (it never holds credentials)."""
-        return self.url
+        """The URL as it may appear in logs: no credentials, query values replaced."""
+        return _redact_query(self.url)
+
+    def scrub(self, text: str) -> str:
+        """``text`` (an error from the network, say) with every secret this configuration
+        holds replaced by ``***``: the password, the bearer token, the URL's query values."""
+        secrets = [s.reveal() for s in (self.password, self.bearer_token) if s is not None]
+        query = urllib.parse.urlsplit(self.url).query
+        secrets += [v for _, v in urllib.parse.parse_qsl(query, keep_blank_values=False)]
+        if query:
+            secrets.append(query)
+        for secret in sorted(set(secrets), key=len, reverse=True):
+            if len(secret) >= 3:
+                text = text.replace(secret, "***")
+                quoted = urllib.parse.quote(secret, safe="")
+                if quoted != secret:
+                    text = text.replace(quoted, "***")
+        return text
 
 
 def _check_source(what: str, name: str, value: Any, allowed: frozenset[str]) -> None:
@@ -275,14 +297,39 @@ def _not_negative(config: LokiConfig, *names: str) -> None:
             raise LokiConfigError(f"{name}: must be a number >= 0, got {value!r}", name)
 
 
+_HEADER_BREAKING = re.compile(r"[\x00-\x1f\x7f]")
+_CREDENTIAL_CHARS = ("url: the URL's credentials cannot be read; percent-encode '#', '/', '?' "
+                     "and '@' in a user name or password (%23, %2F, %3F, %40), or give "
+                     "username and password_file instead")
+
+
+def _redact_query(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if not parts.query:
+        return url
+    query = "&".join(f"{k}=***" for k, _ in urllib.parse.parse_qsl(parts.query,
+                                                                 keep_blank_values=True))
+    return urllib.parse.urlunsplit(parts._replace(query=query or "***"))
+
+
 def _split_url(url: Any) -> tuple[str, str | None, str | None]:
     if not isinstance(url, str) or not url:
         raise LokiConfigError("url: Loki's URL is required (e.g. http://loki:3100)", "url")
-    # Never echo the URL: it may carry a password.
+    # Never echo the URL, or any part of it: it may carry a password.
+    if _HEADER_BREAKING.search(url):
+        raise LokiConfigError("url: contains a line break or another control character",
+                              "url")
     try:
         parts = urllib.parse.urlsplit(url)
-        port = parts.port
-    except ValueError as exc:  # a bad port or IPv6 address; the message names only that
+    except ValueError as exc:  # an unbalanced IPv6 bracket; the message quotes nothing
+        raise LokiConfigError(f"url: not a valid URL: {exc}", "url") from None
+    if "@" in url and "@" not in parts.netloc:
+        # userinfo cut short by an unencoded '#', '/' or '?': its first part would be read
+        # as host and port, and echoed by the port's error message
+        raise LokiConfigError(_CREDENTIAL_CHARS, "url")
+    try:
+        port = parts.port  # read after the last '@' only: no credential in its message
+    except ValueError as exc:
         raise LokiConfigError(f"url: not a valid URL: {exc}", "url") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise LokiConfigError("url: must be an http:// or https:// URL with a host", "url")

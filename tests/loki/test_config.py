@@ -120,3 +120,49 @@ def test_sizes(text, value):
                                          ("5m", 300), ("1h", 3600), ("7d", 604800)])
 def test_durations(text, value):
     assert parse_duration(text) == value
+
+
+@pytest.mark.parametrize("url", ["http://bob:Zq9#x7k@loki:3100", "http://bob:Zq9/x7k@loki",
+                                 "http://bob:Zq9?x7k@loki"])
+def test_a_url_whose_credentials_cannot_be_read_is_refused_without_echoing_them(url):
+    with pytest.raises(LokiConfigError) as raised:
+        LokiConfig(url=url)
+    message = str(raised.value)
+    assert message.startswith("url: the URL's credentials cannot be read")
+    assert "Zq9" not in message and "x7k" not in message
+
+
+@pytest.mark.parametrize("field, value", [("bearer_token", "tok-secret\n"),
+                                          ("bearer_token", "tok-secret\r"),
+                                          ("password", "pw-secret\x00x")])
+def test_a_credential_that_would_break_the_header_is_a_configuration_error(field, value):
+    settings = {"url": "http://loki:3100", field: value}
+    if field == "password":
+        settings["username"] = "bob"
+    with pytest.raises(LokiConfigError, match=f"^{field}: contains a line break") as raised:
+        LokiConfig(**settings)
+    assert "secret" not in str(raised.value)
+
+
+def test_a_token_file_ending_in_a_newline_is_read_without_it(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("tok-from-file\n")
+    config = load_config(None, env={"OSQSDK_LOKI_URL": "http://loki:3100",
+                                    "OSQSDK_LOKI_BEARER_TOKEN_FILE": str(token)})
+    assert config.bearer_token is not None and config.bearer_token.reveal() == "tok-from-file"
+
+
+def test_query_string_secrets_are_redacted_in_every_retry_warning(make_config, busy_port,
+                                                                  caplog):
+    import logging
+
+    from osqsdk.loki import LokiClient
+
+    caplog.set_level(logging.DEBUG)
+    url = "http://127.0.0.1:1/loki/api/v1/push?api_key=qs-very-secret&x=1"
+    with LokiClient(make_config(url, max_retries=3)) as client:
+        client.push({"job": "t"}, "line")
+        assert client.flush(10)
+    messages = "\n".join(r.getMessage() for r in caplog.records)
+    assert "retry" in messages and "api_key=***" in messages
+    assert "qs-very-secret" not in messages
