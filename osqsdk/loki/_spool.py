@@ -228,6 +228,7 @@ class Spool:
         self._dirty = False
         self._meta: bytes | None = None
         self._held: collections.deque[_Held] = collections.deque()
+        self._dropped: collections.deque[tuple[int, int]] = collections.deque()  # counted, unacked
         self._held_bytes = 0
         self._disk_error: str | None = None
         self._to_close: list[int] = []
@@ -565,9 +566,14 @@ class Spool:
                 self.on_drop("disk_full", unread, len(old.data))
                 log.error("spool %s: disk full and %d bytes held in memory; dropped the "
                           "oldest %d entries", self.directory, self.memory_bytes, unread)
-            self._read_seq = max(self._read_seq, old.last_seq + 1)
-            if old.last_seq > self._acked:
-                self._set_ack(old.last_seq)
+            # The invariant: neither the reader nor the acknowledgement moves past an entry
+            # that was neither delivered nor counted as dropped. Entries before this block
+            # (on disk, or read and in flight) are still owed: only a reader inside the
+            # block skips its rest, and the ack jumps the block only once it reaches it.
+            if old.first_seq <= self._read_seq <= old.last_seq:
+                self._read_seq = old.last_seq + 1
+            self._dropped.append((old.first_seq, old.last_seq))
+            self._ack_over_dropped()
 
     def _flush_held(self) -> bool:
         """Write held records to disk, oldest first; True when none are left."""
@@ -806,10 +812,22 @@ class Spool:
             if seq <= self._acked or self._closed:
                 return
             self._set_ack(min(seq, self._next_seq - 1))
+            self._ack_over_dropped()
             self._delete_acked()
             while self._held and self._held[0].last_seq <= self._acked:
                 self._held_bytes -= len(self._held.popleft().data)
             self._cond.notify_all()
+
+    def _ack_over_dropped(self) -> None:
+        # counted drops right after the acknowledged entries are acknowledged with them
+        moved = False
+        while self._dropped and self._dropped[0][0] <= self._acked + 1:
+            _first, last = self._dropped.popleft()
+            if last > self._acked:
+                self._acked = last
+                moved = True
+        if moved:
+            self._write_ack()
 
     def _set_ack(self, seq: int) -> None:
         self._acked = seq

@@ -282,3 +282,25 @@ def test_disk_full_beyond_the_memory_bound_drops_the_oldest_held(small_fs):
     assert {r for r, _ in drops} == {"disk_full"}
     assert dropped + len(got) == 100
     assert got[-1][1].line.startswith("line 99")
+
+
+def test_a_full_disk_and_memory_never_skip_entries_already_on_disk(small_fs):
+    # Loki is down (nothing read or acknowledged) while the disk fills and the memory tail
+    # overflows: the entries written before the disk filled must still be read, and every
+    # entry is either read or counted as dropped
+    drops = []
+    with spool(small_fs / "spool", memory_bytes=2000,
+               on_drop=lambda reason, n, b: drops.append((reason, n))) as s:
+        s.append(entries(30, size=100))            # on disk
+        filler = fill(small_fs)
+        for i in range(30, 130):                   # held in memory; the oldest dropped
+            s.append(entries(1, start=i, size=100))
+        assert s.acked_seq < 30                    # nothing on disk acknowledged unsent
+        got = read_all(s)
+        seqs = [seq for seq, _ in got]
+        assert seqs[:30] == list(range(seqs[0], seqs[0] + 30))  # the disk entries, in order
+        dropped = sum(n for _, n in drops)
+        assert dropped + len(got) == 130
+        s.ack(got[-1][0])
+        assert s.acked_seq == s.last_seq
+        os.unlink(filler)
