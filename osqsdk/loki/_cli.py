@@ -105,10 +105,16 @@ def tail(path: str, url: str | None, spool_dir: str | None, once: bool,
     finally:
         drained = client.close()
     left = client.spool.entries
+    from osqsdk.loki._metrics import DropReason
+
+    dropped = sum(client.metrics.value("osqsdk_loki_dropped_entries_total", reason=r.value)
+                  for r in DropReason)
     click.echo(f"{path}: {tailer.lines_read} lines read, {left} not yet acknowledged"
+               + (f", {dropped:.0f} dropped (see the log)" if dropped else "")
                + (f", {tailer.problems} not in osquery's format" if tailer.problems else ""),
                err=True)
-    if once and not (done and drained and left == 0):
+    # --once promises 1 when not everything was delivered: a dropped line was not
+    if once and not (done and drained and left == 0 and not dropped):
         raise click.exceptions.Exit(1)
 
 

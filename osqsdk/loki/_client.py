@@ -117,7 +117,27 @@ def make_pool(config: LokiConfig) -> Any:
             options.update(cert_reqs="CERT_REQUIRED", ca_certs=config.ca_file)
         if config.cert_file:
             options.update(cert_file=config.cert_file, key_file=config.key_file)
+        _check_tls_files(config)
     return urllib3.connection_from_url(config.url, **options)
+
+
+def _check_tls_files(config: LokiConfig) -> None:
+    """Load ca_file, cert_file and key_file now: a missing or broken file is a configuration
+    error at start, not a failure retried forever at every push."""
+    import ssl
+
+    context = ssl.create_default_context()
+    for name in ("ca_file", "cert_file"):
+        if getattr(config, name) is None:
+            continue
+        try:
+            if name == "ca_file":
+                context.load_verify_locations(config.ca_file)
+            else:
+                context.load_cert_chain(config.cert_file or "", config.key_file)
+        except OSError as exc:  # ssl.SSLError is an OSError too
+            detail = exc.strerror or getattr(exc, "reason", None) or type(exc).__name__
+            raise LokiConfigError(f"{name}: cannot be used: {detail}", name) from None
 
 
 class LokiClient:

@@ -166,3 +166,20 @@ def test_query_string_secrets_are_redacted_in_every_retry_warning(make_config, b
     messages = "\n".join(r.getMessage() for r in caplog.records)
     assert "retry" in messages and "api_key=***" in messages
     assert "qs-very-secret" not in messages
+
+
+@pytest.mark.parametrize("setting", ["ca_file", "cert_file"])
+def test_tls_files_are_checked_when_the_client_starts(tmp_path, make_config, setting):
+    from osqsdk.loki import LokiClient
+
+    broken = tmp_path / "broken.pem"
+    broken.write_text("not a certificate\n")
+    options = {setting: str(broken)}
+    if setting == "cert_file":
+        options["key_file"] = str(broken)
+    config = make_config("https://loki.invalid:3100", **options)
+    with pytest.raises(LokiConfigError, match=f"^{setting}: cannot be used"):
+        LokiClient(config)
+    missing = make_config("https://loki.invalid:3100", ca_file=str(tmp_path / "nope.pem"))
+    with pytest.raises(LokiConfigError, match=r"^ca_file: cannot be used: No such file"):
+        LokiClient(missing)

@@ -136,3 +136,10 @@ def test_a_glog_line_gets_the_year_it_was_written_in():
     assert match is not None
     same_year = _glog_status(match, "b", new_year)
     assert same_year.unix_time == int(datetime.datetime(2031, 1, 2, 10).astimezone().timestamp())
+
+
+def test_once_exits_1_when_lines_were_dropped(tmp_path, receiver):
+    log = tmp_path / "old.log"
+    write(log, [result_line(i, unix_time=1_000_000_000) for i in range(3)])  # years old
+    assert tail(log, receiver, tmp_path / "spool") == 1  # Loki's max_age: dropped, counted
+    assert receiver.lines() == []
