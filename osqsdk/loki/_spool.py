@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 from osqsdk.loki._errors import SpoolError
 from osqsdk.loki._labels import Entry, sanitize_text
+from osqsdk.loki._ratelog import DropLog
 
 __all__ = ["DropCallback", "Spool"]
 
@@ -229,6 +230,7 @@ class Spool:
         self._meta: bytes | None = None
         self._held: collections.deque[_Held] = collections.deque()
         self._dropped: collections.deque[tuple[int, int]] = collections.deque()  # counted, unacked
+        self._drop_log = DropLog(log)  # one error line per reason per 10 s, counted
         self._held_bytes = 0
         self._disk_error: str | None = None
         self._to_close: list[int] = []
@@ -537,8 +539,8 @@ class Spool:
         victim, following = self._segments[0], self._segments[1]
         unread = max(0, following.first_seq - max(self._read_seq, victim.first_seq))
         if unread:
-            log.error("spool %s: over its size limit of %d bytes; dropping the oldest %d "
-                      "entries not yet sent", self.directory, self.max_bytes, unread)
+            self._drop_log.drop(reason, unread, f"spool {self.directory}: over its size "
+                                f"limit of {self.max_bytes} bytes; the oldest not yet sent")
             self.on_drop(reason, unread, victim.size)
         self._segments.pop(0)
         self._remove(victim)
@@ -564,8 +566,10 @@ class Spool:
             unread = max(0, old.last_seq - max(self._read_seq, old.first_seq) + 1)
             if unread:
                 self.on_drop("disk_full", unread, len(old.data))
-                log.error("spool %s: disk full and %d bytes held in memory; dropped the "
-                          "oldest %d entries", self.directory, self.memory_bytes, unread)
+                self._drop_log.drop("disk_full", unread,
+                                    f"spool {self.directory}: disk full and "
+                                    f"{self.memory_bytes} bytes held in memory; the oldest "
+                                    "held")
             # The invariant: neither the reader nor the acknowledgement moves past an entry
             # that was neither delivered nor counted as dropped. Entries before this block
             # (on disk, or read and in flight) are still owed: only a reader inside the
@@ -902,6 +906,7 @@ class Spool:
             return
         self._stop.set()
         self._thread.join(5)
+        self._drop_log.flush()
         self.sync()
         with self._cond:
             self._closed = True

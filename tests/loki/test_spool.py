@@ -304,3 +304,17 @@ def test_a_full_disk_and_memory_never_skip_entries_already_on_disk(small_fs):
         s.ack(got[-1][0])
         assert s.acked_seq == s.last_seq
         os.unlink(filler)
+
+
+def test_drops_on_a_full_disk_are_logged_once_per_interval_with_their_count(small_fs, caplog):
+    drops = []
+    with caplog.at_level(logging.ERROR, logger="osqsdk.loki"):
+        with spool(small_fs / "spool", memory_bytes=2000,
+                   on_drop=lambda reason, n, b: drops.append(n)) as s:
+            fill(small_fs)
+            for i in range(300):
+                s.append(entries(1, start=i, size=100))
+    lines = [r.getMessage() for r in caplog.records if "entries dropped" in r.getMessage()]
+    assert 1 <= len(lines) <= 3  # not one per dropped entry
+    logged = sum(int(m.split(": ")[-1].split()[0]) for m in lines)
+    assert logged == sum(drops) > 200  # every dropped entry counted in the log too
