@@ -37,6 +37,7 @@ import errno
 import fcntl
 import logging
 import os
+import stat
 import struct
 import threading
 import time
@@ -231,6 +232,7 @@ class Spool:
         self._held: collections.deque[_Held] = collections.deque()
         self._dropped: collections.deque[tuple[int, int]] = collections.deque()  # counted, unacked
         self._drop_log = DropLog(log)  # one error line per reason per 10 s, counted
+        self._advanced = False  # read() passed to the next segment
         self._held_bytes = 0
         self._disk_error: str | None = None
         self._to_close: list[int] = []
@@ -272,11 +274,24 @@ class Spool:
             os.close(self._lock_fd)
             self._lock_fd = -1
             raise SpoolError(f"spool {self.directory} is in use by another process") from None
-        names = sorted(n for n in os.listdir(self.directory)
-                       if n.endswith(".seg") and n[:-4].isdigit())
-        for name in names:
+        for name in sorted(n for n in os.listdir(self.directory) if n.endswith(".seg")):
             path = os.path.join(self.directory, name)
-            self._segments.append(_Segment(int(name[:-4]), path, os.path.getsize(path)))
+            stem = name[:-4]
+            if not (len(stem) == 20 and stem.isdigit() and 0 < int(stem) < 2**63):
+                log.warning("spool %s: %s is not a segment osqsdk wrote; left alone",
+                            self.directory, name)
+                continue
+            try:
+                st = os.lstat(path)
+            except OSError as exc:
+                log.warning("spool %s: %s cannot be read (%s); left alone", self.directory,
+                            name, exc.strerror)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                log.warning("spool %s: %s is not a regular file; left alone",
+                            self.directory, name)
+                continue
+            self._segments.append(_Segment(int(stem), path, st.st_size))
         self._acked = self._read_ack()
         if self._segments:
             self._recover_last()
@@ -654,6 +669,17 @@ class Spool:
         about ``max_bytes`` of them at most. Waits up to ``timeout`` seconds until about
         ``wait_bytes`` are there (at least one entry), then returns what there is. Only one
         thread may read."""
+        while True:
+            self._advanced = False
+            out = self._read_once(max_bytes, timeout, wait_bytes)
+            # a segment with nothing to give (emptied, damaged at its start) was passed:
+            # go on with the next one instead of answering "nothing"
+            if out or not self._advanced:
+                return out
+            timeout = 0
+
+    def _read_once(self, max_bytes: int, timeout: float,
+                   wait_bytes: int) -> list[tuple[int, Entry, int]]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not self._closed and (self._read_seq >= self._next_seq or (
@@ -744,7 +770,16 @@ class Spool:
         # segment is the one being read: self._reader_seg == segment.first_seq
         index = [s.first_seq for s in self._segments].index(segment.first_seq)
         nxt = self._segments[index + 1]
+        missing = nxt.first_seq - self._read_seq
+        if missing > 0:
+            # entries that should be in this segment are not there (the file was emptied,
+            # cut, or a segment between was deleted): counted and said, then reading goes on
+            log.error("spool %s: %d entries (sequence %d to %d) are missing from %s; counted "
+                      "as corrupt", self.directory, missing, self._read_seq,
+                      nxt.first_seq - 1, segment.path)
+            self.on_drop("corrupt", missing, 0)
         self._read_seq = max(self._read_seq, nxt.first_seq)
+        self._advanced = True
         self._close_reader()
         self._reader_seg, self._reader_off = nxt.first_seq, 0
 

@@ -318,3 +318,41 @@ def test_drops_on_a_full_disk_are_logged_once_per_interval_with_their_count(smal
     assert 1 <= len(lines) <= 3  # not one per dropped entry
     logged = sum(int(m.split(": ")[-1].split()[0]) for m in lines)
     assert logged == sum(drops) > 200  # every dropped entry counted in the log too
+
+
+@pytest.mark.parametrize("damage", ["emptied", "deleted"])
+def test_a_missing_middle_segment_is_counted_and_reading_goes_on(tmp_path, caplog, damage):
+    with spool(tmp_path, segment_bytes=4096) as s:
+        for i in range(50):
+            s.append(entries(10, start=10 * i))
+    segments = sorted(tmp_path.glob("*.seg"))
+    assert len(segments) > 3
+    victim = segments[1]
+    if damage == "emptied":
+        victim.write_bytes(b"")
+    else:
+        victim.unlink()
+    drops = []
+    with caplog.at_level(logging.ERROR, logger="osqsdk.loki"):
+        with spool(tmp_path, segment_bytes=4096,
+                   on_drop=lambda reason, n, b: drops.append((reason, n))) as s:
+            got = read_all(s)
+    lost = sum(n for reason, n in drops if reason == "corrupt")
+    assert lost > 0 and len(got) + lost == 500  # every entry delivered or counted
+    assert got[-1][1].line == "line 499"
+    assert any("missing from" in r.getMessage() for r in caplog.records)
+
+
+def test_files_that_are_not_segments_are_left_alone(tmp_path, caplog):
+    with spool(tmp_path) as s:
+        s.append(entries(3))
+    (tmp_path / ("9" * 20 + ".seg")).write_bytes(b"junk")     # past what a sequence can be
+    (tmp_path / "00000000000000000042.seg").mkdir()            # a directory named like one
+    (tmp_path / "notes.seg").write_text("x")
+    for _ in range(2):  # and again after a restart
+        with caplog.at_level(logging.WARNING, logger="osqsdk.loki"):
+            with spool(tmp_path) as s:
+                s.append(entries(2, start=3))
+                assert [e.line for _, e in read_all(s)][-2:] == ["line 3", "line 4"]
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "not a segment osqsdk wrote" in warned and "not a regular file" in warned
