@@ -803,7 +803,9 @@ class Spool:
         out: list[tuple[int, Entry, int]] = []
         recent, size, consumed = self._recent, 0, 0
         item = recent[0]
-        while recent and size < max_bytes:
+        # Only a run of consecutive sequence numbers: entries held in memory while the disk
+        # was full reach the file later, between cached ones, and are read from the file.
+        while recent and size < max_bytes and recent[0][0] == self._read_seq + len(out):
             item = recent.popleft()
             out.append(item[:3])
             size += item[2]
@@ -947,8 +949,14 @@ class Spool:
             self._closed = True
             self._cond.notify_all()
             if self._held:
-                log.error("spool %s: closing with %d bytes that never reached the disk",
-                          self.directory, self._held_bytes)
+                # entries only in memory (the disk was full) end with the process: counted
+                lost = sum(max(0, h.last_seq - max(h.first_seq, self._acked + 1) + 1)
+                           for h in self._held)
+                log.error("spool %s: closing with %d entries (%d bytes) that never reached "
+                          "the disk; counted as dropped (disk_full)", self.directory, lost,
+                          self._held_bytes)
+                if lost:
+                    self.on_drop("disk_full", lost, self._held_bytes)
             for fd in [self._fd, *self._to_close]:
                 if fd >= 0:
                     os.close(fd)
