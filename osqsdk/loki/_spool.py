@@ -943,20 +943,20 @@ class Spool:
             return
         self._stop.set()
         self._thread.join(5)
-        self._drop_log.flush()
         self.sync()
         with self._cond:
             self._closed = True
             self._cond.notify_all()
             if self._held:
-                # entries only in memory (the disk was full) end with the process: counted
-                lost = sum(max(0, h.last_seq - max(h.first_seq, self._acked + 1) + 1)
+                # entries only in memory (the disk was full) end with the process: those not
+                # yet read are counted (what was read is in the caller's hands)
+                lost = sum(max(0, h.last_seq - max(h.first_seq, self._read_seq) + 1)
                            for h in self._held)
-                log.error("spool %s: closing with %d entries (%d bytes) that never reached "
-                          "the disk; counted as dropped (disk_full)", self.directory, lost,
-                          self._held_bytes)
                 if lost:
                     self.on_drop("disk_full", lost, self._held_bytes)
+                    self._drop_log.drop("disk_full", lost, f"spool {self.directory}: closing "
+                                        "with entries that never reached the disk")
+            self._drop_log.flush()
             for fd in [self._fd, *self._to_close]:
                 if fd >= 0:
                     os.close(fd)
