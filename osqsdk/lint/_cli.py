@@ -135,7 +135,7 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
     documents = result.run.documents if result.run is not None else []
     sources = {doc.path: doc.source.line_text for doc in documents}
     click.echo(render(result.findings, fmt or "text", summary=not quiet, sources=sources,
-                      statistics=statistics), nl=False)
+                      statistics=statistics, rule_docs_url=settings.rule_docs_url), nl=False)
     if cost_report:
         from osqsdk.lint._cost import cost_report as render_cost
 
@@ -162,12 +162,20 @@ def rule(code: str) -> int:
 
 
 @click.command("rules", context_settings=_CTX)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
+              default="text", help="markdown: the whole reference page, every rule's "
+                                   "documentation.")
 def rules(fmt: str) -> int:
     """List every rule: code, name, severity and summary."""
     import json
 
     from osqsdk.lint.rules import ALL_RULES
+
+    if fmt == "markdown":
+        from osqsdk.lint._ruledocs import markdown
+
+        click.echo(markdown(list(ALL_RULES)), nl=False)
+        return 0
 
     if fmt == "json":
         click.echo(json.dumps([{"code": r.code, "name": r.name, "severity": r.severity,

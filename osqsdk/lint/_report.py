@@ -20,19 +20,20 @@ _GITHUB_LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
 
 def render(findings: list[Finding], fmt: str, *, summary: bool = True,
            sources: Mapping[str, Callable[[int], str]] | None = None,
-           statistics: bool = False) -> str:
+           statistics: bool = False, rule_docs_url: str | None = None) -> str:
     """All findings in format ``fmt``.
 
     ``text`` shows each finding's severity, the source line with a caret under the column
     (``sources`` maps a path to a function giving its 1-based line), and the hint;
     ``concise`` one line per finding. ``statistics`` counts findings per rule instead.
+    ``rule_docs_url`` is the template of SARIF's help URIs (default: the packaged page).
     """
     if statistics:
         return _statistics(findings)
     if fmt == "json":
         return json.dumps([f.to_json() for f in findings], indent=2) + "\n"
     if fmt == "sarif":
-        return json.dumps(sarif(findings), indent=2) + "\n"
+        return json.dumps(sarif(findings, rule_docs_url), indent=2) + "\n"
     if fmt == "github":
         return "".join(_github(f) + "\n" for f in findings)
     lines: list[str] = []
@@ -112,9 +113,11 @@ def _github(f: Finding) -> str:
     return f"::{_GITHUB_LEVEL[f.severity]} {props}::{_escape_data(f.message + where)}"
 
 
-def sarif(findings: Iterable[Finding]) -> dict[str, Any]:
-    """A SARIF 2.1.0 log with one run: the rules used and one result per finding."""
+def sarif(findings: Iterable[Finding], rule_docs_url: str | None = None) -> dict[str, Any]:
+    """A SARIF 2.1.0 log with one run: every rule, with the URI of its documentation, and
+    one result per finding."""
     from osqsdk._version import __version__
+    from osqsdk.lint._ruledocs import help_uri
     from osqsdk.lint.rules import ALL_RULES
 
     findings = list(findings)
@@ -124,6 +127,7 @@ def sarif(findings: Iterable[Finding]) -> dict[str, Any]:
         "shortDescription": {"text": r.summary()},
         "fullDescription": {"text": r.doc()},
         "help": {"text": r.doc(), "markdown": r.doc()},
+        "helpUri": help_uri(r, rule_docs_url),
         "defaultConfiguration": {"level": _SARIF_LEVEL[r.severity]},
     } for r in ALL_RULES]
     results = []

@@ -87,6 +87,11 @@ def _matches(rule: type[Rule], selector: str) -> bool:
     return s.upper() == "ALL" or rule.code.startswith(s.upper()) or rule.name == s.lower()
 
 
+def in_default(rule: type[Rule]) -> bool:
+    """Whether ``rule`` is in the ``DEFAULT`` selection."""
+    return _matches(rule, "DEFAULT")
+
+
 def selected_rules(settings: Settings) -> list[type[Rule]]:
     """The rules ``select``/``extend-select``/``ignore`` leave enabled."""
     from osqsdk.lint.rules import ALL_RULES

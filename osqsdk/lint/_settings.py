@@ -13,6 +13,7 @@ Keys (kebab-case in TOML; the CLI flag of the same name wins)::
     hosts = 5000                     # add the fleet view (log volume, request rate)
     fail-on = "warning"              # lowest severity that makes the exit code 1
     exclude = ["vendor/**"]
+    rule-docs-url = "https://docs.example.org/osqsdk/rules.html#{anchor}"  # SARIF helpUri
     [tool.osqsdk.lint.per-file-ignores]
     "packs/legacy/*.conf" = ["OSQ104"]
     [tool.osqsdk.lint.budget]
@@ -60,6 +61,7 @@ class Settings:
     query_ms_per_day: float = 3_600_000.0
     pack_ms_per_day: float = 21_600_000.0
     base_dir: str = "."
+    rule_docs_url: str | None = None
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -159,7 +161,8 @@ def load_settings(pyproject: Path | None) -> Settings:
     if not isinstance(data, dict):
         raise SettingsError(f"{pyproject}: [tool.osqsdk.lint] must be a table")
     known = {"select", "extend-select", "ignore", "platform", "osquery-version", "schema",
-             "fleetd", "hosts", "fail-on", "exclude", "per-file-ignores", "budget"}
+             "fleetd", "hosts", "fail-on", "exclude", "per-file-ignores", "budget",
+             "rule-docs-url"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise SettingsError(f"{pyproject}: unknown [tool.osqsdk.lint] keys: {', '.join(unknown)}")
@@ -182,6 +185,14 @@ def load_settings(pyproject: Path | None) -> Settings:
         if not isinstance(data["hosts"], int) or data["hosts"] < 1:
             raise SettingsError(f"{pyproject}: hosts must be a positive integer")
         kw["hosts"] = data["hosts"]
+    if "rule-docs-url" in data:
+        from osqsdk.lint._ruledocs import validate_template
+
+        url = data["rule-docs-url"]
+        problem = validate_template(url) if isinstance(url, str) else "must be a string"
+        if problem:
+            raise SettingsError(f"{pyproject}: {problem}")
+        kw["rule_docs_url"] = url
     if "fail-on" in data:
         if data["fail-on"] not in SEVERITIES:
             raise SettingsError(f"{pyproject}: fail-on must be error, warning or info")

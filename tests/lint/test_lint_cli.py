@@ -100,6 +100,49 @@ def test_sarif_format_is_valid_sarif_2_1_0(tree: Path, capsys: pytest.CaptureFix
     jsonschema.validate(json.loads(capsys.readouterr().out), schema)
 
 
+def test_sarif_help_uri_opens_the_rules_own_section(tree: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from urllib.parse import urlsplit
+    from urllib.request import url2pathname
+
+    assert main(["lint", "--format", "sarif", "bad.conf"]) == 1
+    log = json.loads(capsys.readouterr().out)
+    rules = log["runs"][0]["tool"]["driver"]["rules"]
+    for result in log["runs"][0]["results"]:
+        rule = rules[result["ruleIndex"]]
+        uri = urlsplit(rule["helpUri"])
+        assert uri.scheme == "file" and uri.fragment == rule["id"].lower()
+        page = Path(url2pathname(uri.path)).read_text(encoding="utf-8")
+        section = page.split(f'<a id="{uri.fragment}"></a>', 1)[1].split("<a id=", 1)[0]
+        assert f"### {rule['id']} {rule['name']}" in section
+        assert rule["shortDescription"]["text"] in section
+
+
+def test_rule_docs_url_setting(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tree / "pyproject.toml").write_text(
+        '[tool.osqsdk.lint]\nrule-docs-url = "https://docs.example.org/r/{code}.html#{name}"\n')
+    assert main(["lint", "--format", "sarif", "bad.conf"]) == 1
+    rules = json.loads(capsys.readouterr().out)["runs"][0]["tool"]["driver"]["rules"]
+    unknown = next(r for r in rules if r["id"] == "OSQ104")
+    assert unknown["helpUri"] == "https://docs.example.org/r/OSQ104.html#unknown-column"
+    (tree / "pyproject.toml").write_text('[tool.osqsdk.lint]\nrule-docs-url = "docs/{code}"\n')
+    assert main(["lint", "bad.conf"]) == 2
+    assert "rule-docs-url must be an absolute" in capsys.readouterr().err
+    (tree / "pyproject.toml").write_text(
+        '[tool.osqsdk.lint]\nrule-docs-url = "https://x.org/{nope}"\n')
+    assert main(["lint", "bad.conf"]) == 2
+    err = capsys.readouterr().err
+    assert "pyproject.toml" in err and "{code}, {name} and {anchor}" in err
+
+
+def test_packaged_rules_page_is_the_generated_one(capsys: pytest.CaptureFixture[str]) -> None:
+    from osqsdk.lint._ruledocs import PAGE
+
+    assert main(["rules", "--format", "markdown"]) == 0
+    assert PAGE.read_text(encoding="utf-8") == capsys.readouterr().out, (
+        "regenerate: osqsdk rules --format markdown > osqsdk/lint/rules/rules.md")
+
+
 def test_github_format(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main(["lint", "--format", "github", "bad.conf"])
     line = capsys.readouterr().out.strip()
