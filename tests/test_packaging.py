@@ -52,3 +52,15 @@ def test_wheel_carries_the_thrift_bindings_and_schema_data(installed):
     shipped = {p.name for p in (site / "osqsdk" / "_data" / "schema").iterdir()}
     source = {p.name for p in (ROOT / "schema").iterdir()}
     assert shipped == source
+
+
+def test_wheel_carries_the_ready_made_extensions_and_the_rules_page(installed):
+    site = next(installed.glob("lib/python*/site-packages"))
+    shipped = {p.name for p in (site / "osqsdk" / "_data" / "extensions").glob("*.py")}
+    assert shipped == {p.name for p in (ROOT / "extensions").glob("*.py")}
+    assert (site / "osqsdk" / "lint" / "rules" / "rules.md").is_file()
+    found = subprocess.run([str(installed / "bin" / "python"), "-c",
+                            "from osqsdk.extension._builtin import builtin_file, find_builtin;"
+                            "print(builtin_file(find_builtin('loki')))"],
+                           capture_output=True, text=True, cwd="/", check=True).stdout.strip()
+    assert found == str(site / "osqsdk" / "_data" / "extensions" / "loki_logger.py")

@@ -19,7 +19,7 @@ __all__ = ["extension"]
 
 @click.group()
 def extension() -> None:
-    """Serve or describe extension plugins defined in a Python file."""
+    """Serve, describe, build and install extensions."""
 
 
 @extension.command(context_settings={"ignore_unknown_options": True,
@@ -102,6 +102,89 @@ def check(paths: tuple[str, ...], autoload_file: str | None, uid: int | None) ->
         else:
             click.echo(f"{path}: ok")
     return 1 if refused else 0
+
+
+@extension.command()
+@click.argument("source", required=False)
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="The file to write (default: NAME.ext in the current directory).")
+@click.option("--name", help="The name recorded for `install` (default: the name the "
+                             "extension registers with).")
+@click.option("--runtime-tmpdir", help="Where the .ext unpacks itself at each start (default: "
+                                       "$TMPDIR or /tmp; set it for hosts whose /tmp is noexec).")
+@click.option("--list", "list_builtin", is_flag=True,
+              help="List the ready-made extensions SOURCE may name.")
+def build(source: str | None, output: str | None, name: str | None,
+          runtime_tmpdir: str | None, list_builtin: bool) -> int:
+    """Build SOURCE (a Python file, or a ready-made extension such as `loki`) into one
+    executable .ext file that needs no Python on the host.
+
+    Exit codes: 0 built, 1 the build failed, 2 bad arguments.
+    """
+    from osqsdk.extension._build import BuildError, resolve_source
+    from osqsdk.extension._build import build as build_ext
+    from osqsdk.extension._builtin import BUILTIN
+
+    if list_builtin:
+        for b in BUILTIN:
+            click.echo(f"{b.key:<20} {b.summary}")
+        return 0
+    if not source:
+        click.echo("osqsdk: name a Python file or a ready-made extension "
+                   "(see --list)", err=True)
+        raise click.exceptions.Exit(2)
+    try:
+        path, _ = resolve_source(source)
+    except BuildError as exc:
+        click.echo(f"osqsdk: {exc}", err=True)
+        raise click.exceptions.Exit(2) from None
+    target = output or f"{path.stem}.ext"
+    click.echo(f"building {target} from {path} (PyInstaller, one file)...", err=True)
+    try:
+        built = build_ext(source, target, name=name, runtime_tmpdir=runtime_tmpdir)
+    except BuildError as exc:
+        click.echo(f"osqsdk: {exc}", err=True)
+        raise click.exceptions.Exit(1) from None
+    click.echo(f"{built.path}: {built.size / 1e6:.1f} MB, registers as "
+               f"{built.info['name']!r}; next: osqsdk extension install {built.path}")
+    return 0
+
+
+@extension.command()
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--dir", "directory", default=None,
+              help="Where to put it (default: /usr/local/lib/osquery/extensions).")
+@click.option("--autoload", "autoload_file", default=None,
+              help="The --extensions_autoload file to list it in "
+                   "(default: /etc/osquery/extensions.load).")
+@click.option("--no-autoload", is_flag=True, help="Do not touch any autoload file.")
+@click.option("--uid", type=int, default=None,
+              help="Owner: the user osqueryd runs as (default: root when run as root).")
+@click.option("--gid", type=int, default=None, help="Group (default: root when run as root).")
+def install(artifact: str, directory: str | None, autoload_file: str | None,
+            no_autoload: bool, uid: int | None, gid: int | None) -> int:
+    """Put ARTIFACT (NAME.ext) where osqueryd autoloads it: owner root (or --uid), mode 0755,
+    listed once in the autoload file; print the osqueryd flags to add.
+
+    Exit codes: 0 installed, 1 osqueryd would refuse it (nothing changed).
+    """
+    from osqsdk.extension._build import DEFAULT_AUTOLOAD, DEFAULT_DIR, InstallError
+    from osqsdk.extension._build import install as install_ext
+
+    try:
+        done = install_ext(artifact, directory=directory or DEFAULT_DIR,
+                           autoload=None if no_autoload else autoload_file or DEFAULT_AUTOLOAD,
+                           uid=uid, gid=gid)
+    except InstallError as exc:
+        click.echo(f"osqsdk: {exc}", err=True)
+        raise click.exceptions.Exit(1) from None
+    click.echo(f"installed {done.path}")
+    if done.autoload is not None:
+        click.echo(f"{'added to' if done.autoload_changed else 'already in'} {done.autoload}")
+    click.echo("osqueryd flags:")
+    for flag in done.flags:
+        click.echo(f"  {flag}")
+    return 0
 
 
 def _load(file: str) -> LoadedFile | None:

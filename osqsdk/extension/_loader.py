@@ -12,7 +12,7 @@ from osqsdk.errors import PluginDefinitionError
 from osqsdk.extension._compat import adapt, osquery_python_registrations
 from osqsdk.extension._plugin import Plugin
 
-__all__ = ["LoadedFile", "declared_identity", "load_file"]
+__all__ = ["LoadedFile", "collect_plugins", "declared_identity", "load_file"]
 
 
 class LoadedFile:
@@ -86,6 +86,12 @@ def load_file(path: str | Path) -> LoadedFile:
     finally:
         if sys.path and sys.path[0] == directory:
             sys.path.pop(0)
+    return LoadedFile(path, collect_plugins(namespace, legacy_plugins, str(path)), namespace)
+
+
+def collect_plugins(namespace: dict[str, Any], legacy_plugins: list[Any],
+                    where: str) -> list[Plugin]:
+    """The plugins among a module's global values (and osquery-python's registrations)."""
     plugins: list[Plugin] = []
     seen: set[int] = set()
     for value in namespace.values():
@@ -100,6 +106,6 @@ def load_file(path: str | Path) -> LoadedFile:
     plugins.extend(adapt(legacy) for legacy in legacy_plugins)
     if not plugins:
         raise PluginDefinitionError(
-            f"{path}: defines no plugins (no osqsdk plugin objects at module level and no "
+            f"{where}: defines no plugins (no osqsdk plugin objects at module level and no "
             "osquery-python @register_plugin classes)")
-    return LoadedFile(path, plugins, namespace)
+    return plugins

@@ -173,8 +173,9 @@ def rules(fmt: str) -> int:
 
     if fmt == "markdown":
         from osqsdk.lint._ruledocs import markdown
+        from osqsdk.lint._runner import in_default
 
-        click.echo(markdown(list(ALL_RULES)), nl=False)
+        click.echo(markdown(list(ALL_RULES), in_default), nl=False)
         return 0
 
     if fmt == "json":

@@ -151,6 +151,18 @@ def parse_platforms(value: Any) -> frozenset[str] | None:
     return frozenset(str(v).strip().lower() for v in items if str(v).strip())
 
 
+def _validate_template(template: str) -> str | None:
+    """Why ``template`` cannot be a ``rule-docs-url`` (None when it can)."""
+    if not template.startswith(("https://", "http://", "file:")):
+        return "rule-docs-url must be an absolute http(s) or file URL"
+    try:
+        template.format(code="OSQ104", name="unknown-column", anchor="osq104")
+    except (KeyError, IndexError, ValueError) as exc:
+        return (f"rule-docs-url may use only {{code}}, {{name}} and {{anchor}} "
+                f"(problem: {exc!s})")
+    return None
+
+
 def load_settings(pyproject: Path | None) -> Settings:
     """Settings from ``pyproject`` (defaults when None or when it has no linter section)."""
     if pyproject is None:
@@ -186,10 +198,8 @@ def load_settings(pyproject: Path | None) -> Settings:
             raise SettingsError(f"{pyproject}: hosts must be a positive integer")
         kw["hosts"] = data["hosts"]
     if "rule-docs-url" in data:
-        from osqsdk.lint._ruledocs import validate_template
-
         url = data["rule-docs-url"]
-        problem = validate_template(url) if isinstance(url, str) else "must be a string"
+        problem = _validate_template(url) if isinstance(url, str) else "must be a string"
         if problem:
             raise SettingsError(f"{pyproject}: {problem}")
         kw["rule_docs_url"] = url

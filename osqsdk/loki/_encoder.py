@@ -38,6 +38,8 @@ _FRAME = struct.Struct("<II")
 # How the child starts: ``python -I -c _BOOTSTRAP <sys.path entries of the parent>``.
 _BOOTSTRAP = ("import sys; sys.path[:0] = sys.argv[1:]; "
               "from osqsdk.loki._encoder import main; sys.exit(main())")
+#: The variable that tells a built .ext which role to start in (extension/_frozen.py).
+FROZEN_ROLE_ENV = "OSQSDK_FROZEN_ROLE"
 # What the child needs of the configuration: the mapping and the time limits.
 _SETTINGS = ("static_labels", "labels", "structured_metadata", "max_age", "max_future",
              "encoding", "compression")
@@ -116,14 +118,20 @@ class EncoderProcess:
     """The parent's handle on one encoder process (used by one thread at a time)."""
 
     def __init__(self, config: Any, timeout: float = 10.0) -> None:
-        if getattr(sys, "frozen", False) or not sys.executable:
-            # sys.executable is this program itself, or unknown: no Python to start
+        if not sys.executable:
             raise EncoderError("no Python interpreter to start the encoder process with")
-        # Isolated (-I): no PYTHON* variables, user site or working directory on the path
-        # (under osqueryd this runs as root); osqsdk comes from where this process got it.
-        # No OSQSDK_LOKI_* variables either: the child needs no credentials.
+        # No OSQSDK_LOKI_* variables: the child needs no credentials.
         env = {k: v for k, v in os.environ.items() if not k.startswith("OSQSDK_LOKI_")}
-        argv = [sys.executable, "-I", "-c", _BOOTSTRAP, *[p for p in sys.path if p]]
+        if getattr(sys, "frozen", False):
+            # A built .ext (osqsdk extension build): sys.executable is the artifact itself,
+            # which runs main() below when started in this role (extension/_frozen.py).
+            argv = [sys.executable]
+            env[FROZEN_ROLE_ENV] = "loki-encoder"
+        else:
+            # Isolated (-I): no PYTHON* variables, user site or working directory on the
+            # path (under osqueryd this runs as root); osqsdk comes from where this process
+            # got it.
+            argv = [sys.executable, "-I", "-c", _BOOTSTRAP, *[p for p in sys.path if p]]
         try:
             self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           env=env, cwd="/", close_fds=True)
