@@ -192,3 +192,53 @@ def test_the_by_hand_ssh_recipe_runs_and_metrics_are_observable(tmp_path):
     assert receiver.returncode == 0
     assert '"username":"alice"' in out  # the receiver printed the login it stored
     assert '"entries"' in err  # and its counts on the way out
+
+
+def test_the_fleet_recipe_builds_installs_and_serves_with_nothing_on_the_host(tmp_path,
+                                                                             manager):
+    """The README's build-once recipe: build on this machine, then install and run the file
+    from a directory of its own with an empty environment, the way a bare host would."""
+    from osqsdk.extension._autoload import autoload_entries
+    from osqsdk.testing import launch_extension
+    from tests.conftest import peer_missing
+
+    try:
+        import PyInstaller  # noqa: F401
+    except ImportError:
+        peer_missing("PyInstaller is not installed (pip install 'osqsdk[build]')")
+    block = block_with("sh", "osqsdk extension build login_shells.py")
+    commands = [line for line in block.replace("\\\n", " ").splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert commands[0] == "pip install 'osqsdk[build]'"  # this environment has it (test extra)
+    build_dir, host = tmp_path / "build", tmp_path / "host"
+    build_dir.mkdir()
+    host.mkdir()
+    (build_dir / "login_shells.py").write_text(block_with("python",
+                                                          '@osqsdk.table("login_shells"'))
+    built = subprocess.run(["bash", "-c", commands[1]], cwd=build_dir, env=user_env(),
+                           capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, built.stderr
+    (host / "login_shells.ext").write_bytes((build_dir / "login_shells.ext").read_bytes())
+    (host / "login_shells.ext").chmod(0o755)
+    # the host's paths, moved into the test's directory
+    target, autoload = tmp_path / "usr-local-lib-osquery-extensions", tmp_path / "extensions.load"
+    install = (commands[2].replace("/usr/local/lib/osquery/extensions", str(target))
+               .replace("/etc/osquery/extensions.load", str(autoload)))
+    assert str(target) in install and str(autoload) in install
+    for _ in range(2):  # a second run changes nothing
+        done = subprocess.run(["env", "-i", "/bin/sh", "-c", install], cwd=host,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    flags = [line.strip() for line in done.stdout.splitlines() if line.startswith("  --")]
+    shown = block_with("", "--extensions_require=login_shells").split()
+    assert flags == [f.replace("/etc/osquery/extensions.load", str(autoload)) for f in shown]
+    entries = autoload_entries(autoload.read_text())
+    assert entries == [target / "login_shells.ext"]
+    launch_extension(entries[0], manager.socket_path, interval=0.3, env={},
+                     stderr=subprocess.PIPE, text=True)
+    manager.wait_for("login_shells", timeout=30)
+    rows = manager.call_extension("login_shells", "table", "login_shells", {
+        "action": "generate",
+        "context": '{"constraints":[{"name":"uid","list":[{"op":2,"expr":"0"}],'
+                   '"affinity":"BIGINT"}]}'}).rows
+    assert rows == [{"username": "root", "uid": "0", "shell": rows[0]["shell"]}]

@@ -24,12 +24,16 @@ from typing import Any
 from osqsdk.errors import OsqsdkError
 from osqsdk.extension._autoload import autoload_entries, launch_problems
 from osqsdk.extension._builtin import Builtin, builtin_file, find_builtin
-from osqsdk.extension._frozen import BUILD_INFO_FLAG, USER_MODULE
 from osqsdk.extension._loader import declared_identity
 
-__all__ = ["DEFAULT_AUTOLOAD", "DEFAULT_DIR", "BuildError", "Built", "InstallError",
-           "Installed", "build", "build_info", "install"]
+__all__ = ["BUILD_INFO_FLAG", "DEFAULT_AUTOLOAD", "DEFAULT_DIR", "INSTALL_FLAG", "USER_MODULE",
+           "BuildError", "Built", "InstallError", "Installed", "build", "build_info", "install"]
 
+#: The name of the extension's own source inside the executable (extension/_frozen.py).
+USER_MODULE = "_osqsdk_user_extension"
+#: Flags the built .ext answers before running any of the extension's code.
+BUILD_INFO_FLAG = "--osqsdk-build-info"
+INSTALL_FLAG = "--osqsdk-install"
 #: osqueryd's default --extensions_autoload
 DEFAULT_AUTOLOAD = "/etc/osquery/extensions.load"
 DEFAULT_DIR = "/usr/local/lib/osquery/extensions"
@@ -60,6 +64,16 @@ class Installed:
     autoload: Path | None
     autoload_changed: bool
     flags: list[str] = field(default_factory=list)
+
+    def report(self) -> str:
+        """What was done and the osqueryd flags to add, as printed to the user."""
+        lines = [f"installed {self.path}"]
+        if self.autoload is not None:
+            lines.append(f"{'added to' if self.autoload_changed else 'already in'} "
+                         f"{self.autoload}")
+        lines.append("osqueryd flags:")
+        lines += [f"  {flag}" for flag in self.flags]
+        return "\n".join(lines) + "\n"
 
 
 def resolve_source(source: str) -> tuple[Path, Builtin | None]:
@@ -261,11 +275,13 @@ def _add_to_autoload(autoload: Path, dest: Path) -> bool:
 
 def install(artifact: str | os.PathLike[str], *, directory: str | os.PathLike[str] = DEFAULT_DIR,
             autoload: str | os.PathLike[str] | None = DEFAULT_AUTOLOAD,
-            uid: int | None = None, gid: int | None = None) -> Installed:
+            uid: int | None = None, gid: int | None = None,
+            info: dict[str, Any] | None = None) -> Installed:
     """Copy ``artifact`` into ``directory`` as osqueryd needs it (owner ``uid``, by default
     root when run as root and else you; mode 0755) and list it in ``autoload`` once.
 
     Raises InstallError, leaving the directory as it was, when osqueryd would refuse it.
+    ``info`` is the build's record when the caller has it (a .ext installing itself).
     """
     src = Path(artifact)
     if not src.is_file():
@@ -301,7 +317,8 @@ def install(artifact: str | os.PathLike[str], *, directory: str | os.PathLike[st
         partial.unlink(missing_ok=True)
         raise InstallError("osqueryd would refuse to load it:\n" + "\n".join(problems))
     os.replace(partial, dest)
-    info = build_info(dest) or {}
+    if info is None:
+        info = build_info(dest) or {}
     changed = False
     autoload_path = Path(autoload) if autoload is not None else None
     if autoload_path is not None:

@@ -178,12 +178,7 @@ def install(artifact: str, directory: str | None, autoload_file: str | None,
     except InstallError as exc:
         click.echo(f"osqsdk: {exc}", err=True)
         raise click.exceptions.Exit(1) from None
-    click.echo(f"installed {done.path}")
-    if done.autoload is not None:
-        click.echo(f"{'added to' if done.autoload_changed else 'already in'} {done.autoload}")
-    click.echo("osqueryd flags:")
-    for flag in done.flags:
-        click.echo(f"  {flag}")
+    click.echo(done.report(), nl=False)
     return 0
 
 

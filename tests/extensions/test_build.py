@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,14 @@ def test_built_file_spec_check_and_build_info(artifact, tmp_path):
     facts = json.loads(info.stdout)
     assert (facts["name"], facts["version"], facts["source"]) == (
         "built_artifact_test", "2.0.1", "table_and_logger.py")
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    refused = subprocess.run([str(placed), "--osqsdk-install", "--dir", str(sticky),
+                              "--no-autoload"], capture_output=True, text=True, env={},
+                             timeout=60, check=False)
+    assert refused.returncode == 1 and "sticky bit" in refused.stderr, refused.stderr
+    assert list(sticky.iterdir()) == [] and "Traceback" not in refused.stderr
     bad = subprocess.run([str(placed), "--timeout", "soon"], capture_output=True, text=True,
                          env={}, timeout=60, check=False)
     assert bad.returncode == 64 and "not a number of seconds" in bad.stderr
@@ -257,3 +266,34 @@ def test_build_errors_name_the_file_and_line(tmp_path):
     assert [line.split()[0] for line in listed.stdout.splitlines()] == [
         "loki", "file-logger", "directory-config", "spool-distributed", "python-environments"]
     assert "Traceback" not in done.stderr + listed.stderr
+
+
+def test_killing_the_started_process_stops_the_extension_too(artifact, manager, tmp_path,
+                                                             procs):
+    # osqueryd knows only the pid it forked: PyInstaller's starter. When that one is killed
+    # outright, the Python it started must not go on serving under the same name.
+    placed = on_empty_host(artifact, tmp_path)
+    proc = launch_extension(placed, manager.socket_path, interval=0.3, env={},
+                            stderr=subprocess.PIPE, text=True)
+    procs.append(proc)
+    manager.wait_for("built_artifact_test", timeout=30)
+    pids = family(proc.pid)
+    assert len(pids) == 2
+    os.kill(pids[0], 9)
+
+    def registered() -> bool:
+        return any(e.name == "built_artifact_test" for e in manager.extensions_by_uuid.values())
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (registered() or alive(pids[1])):
+        time.sleep(0.05)
+    assert not alive(pids[1]), "the extension's Python outlived its starter"
+    assert not registered(), "still registered after its starter died"
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
