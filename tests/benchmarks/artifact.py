@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from osqsdk.extension._build import resolve_source  # noqa: E402
 from osqsdk.testing import ManagerDouble, launch_extension  # noqa: E402
 from tests.extensions.test_build import family  # noqa: E402
 
@@ -84,8 +85,8 @@ def main() -> None:
         shutil.copy2(artifact, host / "bench.ext")
         script = work / "venv" / "bench.ext"
         script.parent.mkdir()
-        source = Path(args.source)
-        text = source.read_text() if source.is_file() else ""
+        source, _ = resolve_source(args.source)
+        text = source.read_text()
         script.write_text(f"#!{sys.executable}\n" + text)
         script.chmod(0o755)
         venv_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
