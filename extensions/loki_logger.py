@@ -54,7 +54,7 @@ def main(argv=None):
             config_file = DEFAULT_CONFIG
         if "spool_dir" not in overrides and "OSQSDK_LOKI_SPOOL_DIR" not in os.environ:
             overrides["spool_dir"] = DEFAULT_SPOOL
-        config = load_config(config_file, **overrides)
+        config = load_config(config_file, flag_prefix="--loki-", **overrides)
         plugin = LokiLogger(config)
     except LokiConfigError as exc:
         sys.stderr.write(f"osqsdk_loki: configuration error: {exc}\n")

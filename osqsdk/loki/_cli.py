@@ -131,8 +131,9 @@ def receiver(address: str, port: int, quiet: bool, no_rate_limit: bool, no_store
     """A Loki stand-in for trying the logger by hand: it takes pushes as Loki's
     distributor does (its validation rules, limits and answers) and keeps them in memory.
 
-    Prints its push URL, then each stored entry as `LABELS LINE`; GET /double/streams
-    returns everything stored as JSON and /double/stats the counts. Ctrl-C (or SIGTERM)
+    Prints its base URL (the push path is /loki/api/v1/push), then each stored entry as
+    `LABELS LINE`; GET /double/streams returns everything stored as JSON and /double/stats
+    the counts. Ctrl-C (or SIGTERM)
     prints the counts and exits 0.
     """
     import json

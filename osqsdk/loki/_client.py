@@ -31,6 +31,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import urllib3
@@ -42,7 +43,7 @@ from osqsdk.loki._encode import Body, encode
 from osqsdk.loki._encoder import EncoderBatchError, EncoderError, EncoderProcess
 from osqsdk.loki._errors import LokiConfigError
 from osqsdk.loki._labels import Entry, Mapper, format_labels, sanitize_text
-from osqsdk.loki._metrics import DropReason, LokiMetrics, MutateReason
+from osqsdk.loki._metrics import DropReason, LokiMetrics, MutateReason, Settlement
 from osqsdk.loki._spool import Spool
 
 __all__ = ["LokiClient"]
@@ -156,15 +157,20 @@ class LokiClient:
             raise LokiConfigError("spool_dir: the client needs a spool directory", "spool_dir")
         self.config = config
         self.metrics = metrics if metrics is not None else LokiMetrics()
+        dropped_before = self.metrics.dropped_total()
         self.spool = Spool(config.spool_dir, max_bytes=config.spool_max_bytes,
                            segment_bytes=config.segment_bytes,
                            fsync_interval=config.fsync_interval,
-                           memory_bytes=config.memory_tail_bytes, on_drop=self.metrics.drop)
+                           memory_bytes=config.memory_tail_bytes,
+                           on_drop=self.metrics.drop_locked)
         first_seq = self.spool.last_seq
         self.metrics.spool_max_bytes.set(config.spool_max_bytes)
-        self.metrics.track_spool(lambda: self.spool.entries,
-                                 lambda: self.spool.disk_bytes + self.spool.held_bytes,
-                                 lambda: self.spool.last_seq - first_seq)
+        # received = the backlog (and what opening the spool counted as lost) + appended
+        self.metrics.track_spool(
+            self.spool.lock, lambda: self.spool.entries,
+            lambda: self.spool.disk_bytes + self.spool.held_bytes,
+            lambda: self.spool.last_seq - first_seq,
+            self.spool.entries + self.metrics.dropped_total() - dropped_before)
         self._line_limit = config.max_line_bytes
         self._pool = pool if pool is not None else make_pool(config)
         self._path = urllib3.util.parse_url(config.url).request_uri
@@ -173,6 +179,7 @@ class LokiClient:
         self._aborted = threading.Event()
         self._pending: list[tuple[int, Entry, int]] = []
         self._split_budget = 0
+        self._settling = Settlement()  # the batch the sender is delivering
         self._flushing = 0
         self._flush_lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
@@ -253,7 +260,7 @@ class LokiClient:
             if len(raw) <= limit:
                 out.append(entry)
             elif self.config.line_too_long == "drop":
-                self.metrics.drop(DropReason.LINE_TOO_LONG, 1, len(raw))
+                self.metrics.drop(DropReason.LINE_TOO_LONG, 1, len(raw), intake=True)
                 log.error("dropped a line of %d bytes for stream %s: over max_line_bytes=%d",
                           len(raw), entry.labels, limit)
             else:
@@ -360,16 +367,19 @@ class LokiClient:
         try:
             while not self._aborted.is_set():
                 try:
-                    last_seq, streams, body, nbytes = self._queue.get(timeout=0.1)
+                    last_seq, streams, body, nbytes, settlement = self._queue.get(timeout=0.1)
                 except queue.Empty:
                     continue
+                # sent and dropped entries are counted when the spool takes the batch off
+                # its books, in one step with it (docs/loki.md §8)
+                self._settling = settlement
                 if body is not None:
                     self._split_budget = MAX_SPLIT_REQUESTS
                     try:
                         self._deliver(streams, body, nbytes)
                     except _Aborted:
                         return
-                self.spool.ack(last_seq)
+                self.spool.ack(last_seq, partial(self.metrics.settle_locked, settlement))
         except Exception:
             log.exception("the Loki sender stopped on an unexpected error; entries stay in "
                           "the spool %s", self.spool.directory)
@@ -413,8 +423,9 @@ class LokiClient:
         return batch
 
     def _prepare(self, batch: list[tuple[int, Entry, int]]) -> tuple[
-            int, Streams, Body | None, int]:
+            int, Streams, Body | None, int, Settlement]:
         config = self.config
+        settlement = Settlement()
         now_ns = time.time_ns()
         encoder = self._encoder
         if encoder is not None:
@@ -429,7 +440,7 @@ class LokiClient:
                 if not self._aborted.is_set():
                     log.warning("%s; encoding batches in this process from now on", exc)
             else:
-                self._report(encoded.dropped, encoded.unreadable)
+                self._report(encoded.dropped, encoded.unreadable, settlement)
                 body = (Body(encoded.body, encoded.headers, encoded.entries)
                         if encoded.body is not None else None)
 
@@ -438,18 +449,19 @@ class LokiClient:
                     # dropped): the same streams again, here
                     return prepare_batch(self.mapper, config, batch, now_ns).items
 
-                return batch[-1][0], streams, body, encoded.nbytes
+                return batch[-1][0], streams, body, encoded.nbytes, settlement
         prepared = prepare_batch(self.mapper, config, batch, now_ns)
-        self._report(prepared.dropped, prepared.unreadable)
+        self._report(prepared.dropped, prepared.unreadable, settlement)
         items = prepared.items
         body = encode(items, config.encoding, config.compression) if items else None
-        return batch[-1][0], items, body, prepared.nbytes
+        return batch[-1][0], items, body, prepared.nbytes, settlement
 
-    def _report(self, dropped: list[Dropped], unreadable: list[str]) -> None:
+    def _report(self, dropped: list[Dropped], unreadable: list[str],
+                settlement: Settlement) -> None:
         for message in unreadable:
             log.error("%s", message)
         for reason, entry, why in dropped:
-            self._drop([entry], reason, why)
+            self._drop([entry], reason, why, settlement)
 
     def _deliver(self, streams: Streams, body: Body | None = None,
                  nbytes: int | None = None) -> None:
@@ -460,7 +472,7 @@ class LokiClient:
             status, text, retry_after = self._post(body)
             count = body.entries
             if 200 <= status < 300:
-                self.metrics.sent_entries.inc(count)
+                self._settling.sent += count
                 self.metrics.sent_bytes.inc(
                     nbytes if nbytes is not None
                     else sum(entry_bytes(e) for _, es in _resolve(streams) for e in es))
@@ -519,9 +531,12 @@ class LokiClient:
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
         return delay
 
-    def _drop(self, entries: Sequence[Entry], reason: DropReason, why: str) -> None:
+    def _drop(self, entries: Sequence[Entry], reason: DropReason, why: str,
+              settlement: Settlement | None = None) -> None:
+        """Log a drop now; its entries are counted when the batch is acknowledged."""
         nbytes = sum(entry_bytes(e) for e in entries)
-        self.metrics.drop(reason, len(entries), nbytes)
+        (settlement or self._settling).dropped.append((reason.value, len(entries)))
+        self.metrics.dropped_bytes.labels(reason.value).inc(nbytes)
         streams = sorted({e.labels for e in entries})
         log.error("dropped %d entries (%s) of stream%s %s: %s", len(entries), reason.value,
                   "s" if len(streams) > 1 else "", ", ".join(streams[:3])

@@ -508,13 +508,15 @@ def load_config(
     file: str | os.PathLike[str] | None = None,
     *,
     env: Mapping[str, str] | None = None,
+    flag_prefix: str = "--",
     **overrides: Any,
 ) -> LokiConfig:
     """Build a LokiConfig from a TOML file, the environment and explicit overrides.
 
     ``file`` defaults to ``$OSQSDK_LOKI_CONFIG`` when set. Overrides whose value is None
     are ignored, so command-line options can be passed through as they are. Overrides may
-    be text (as typed on a command line) or typed values. Secret files (``password_file``,
+    be text (as typed on a command line) or typed values; messages name them as flags
+    ``{flag_prefix}setting-name``. Secret files (``password_file``,
     ``bearer_token_file``) are read here; their content is never logged.
     """
     env = os.environ if env is None else env
@@ -542,11 +544,12 @@ def load_config(
             else:
                 values[name] = _convert(name, value)
         except ValueError as exc:
-            raise LokiConfigError(f"option --{key.replace('_', '-')}: {exc}") from None
-        origins[name] = f"option --{key.replace('_', '-')}"
+            raise LokiConfigError(f"option {flag_prefix}{key.replace('_', '-')}: {exc}"
+                                  ) from None
+        origins[name] = f"option {flag_prefix}{key.replace('_', '-')}"
     if "url" not in values:
         raise LokiConfigError("url: Loki's URL is required: set url in the config file, "
-                              "OSQSDK_LOKI_URL, or --url")
+                              f"OSQSDK_LOKI_URL, or {flag_prefix}url")
     try:
         return LokiConfig(**values)
     except LokiConfigError as exc:

@@ -102,7 +102,7 @@ class LokiLogger(LoggerPlugin):
             self._spool_failed(len(entries), sum(len(e.line) for e in entries), exc)
 
     def _spool_failed(self, count: int, nbytes: int, exc: Exception) -> None:
-        self.metrics.drop(DropReason.SPOOL_ERROR, count, nbytes)
+        self.metrics.drop(DropReason.SPOOL_ERROR, count, nbytes, intake=True)
         log.error("logger %s: could not spool %d entries (%s: %s); they are dropped",
                   self.name, count, type(exc).__name__, exc)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from osqsdk._osquery.records import row_counts
 
@@ -41,6 +41,7 @@ class DropReason(str, enum.Enum):
     SPOOL_FULL = "spool_full"         #: the spool hit spool_max_bytes; oldest dropped
     DISK_FULL = "disk_full"           #: the disk was full and the memory hold overflowed
     CORRUPT = "corrupt"               #: a spool record failed its checksum
+    LOST_IN_FLIGHT = "lost_in_flight"  #: being sent, off disk (size limit), process ended
     SPOOL_ERROR = "spool_error"       #: the spool could not take the entry (closed, I/O error)
 
 
@@ -148,32 +149,79 @@ class ResultRows:
                                     labels=["name", "action"]))
 
 
+class _Ledger:
+    """Entry counts that add up at every scrape: received = sent + dropped + in the spool.
+
+    ``received`` is what this process took charge of: the spool's backlog at start, the
+    entries appended since, and lines dropped before they reached the spool. Sent and
+    dropped entries of a batch are settled when the spool acknowledges the batch, and the
+    four numbers are read under the spool's lock, the one every change holds
+    (docs/loki.md §8).
+    """
+
+    def __init__(self) -> None:
+        self.lock: Any = threading.Lock()  # the spool's lock once the client wires it
+        self.sent = 0
+        self.dropped = dict.fromkeys((r.value for r in DropReason), 0)
+        self.taken = 0  # received other than by appending: the backlog, intake drops
+        self.appended: Callable[[], int] = lambda: 0
+        self.in_spool: Callable[[], int] = lambda: 0
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        with self.lock:
+            sent, dropped = self.sent, dict(self.dropped)
+            received, entries = self.taken + self.appended(), self.in_spool()
+        families: list[Any] = [
+            CounterMetricFamily("osqsdk_loki_received_entries", "Entries this process took "
+                                "charge of: the spool's backlog at start, entries accepted "
+                                "since, and lines dropped before the spool.", value=received),
+            CounterMetricFamily("osqsdk_loki_sent_entries", "Entries Loki acknowledged.",
+                                value=sent)]
+        by_reason = CounterMetricFamily("osqsdk_loki_dropped_entries", "Entries dropped, by "
+                                        "reason.", labels=["reason"])
+        for reason, value in dropped.items():
+            by_reason.add_metric([reason], value)
+        families.append(by_reason)
+        families.append(GaugeMetricFamily("osqsdk_loki_spool_entries", "Entries in the spool "
+                                          "not yet sent or counted as dropped.",
+                                          value=entries))
+        return families
+
+
+class Settlement:
+    """What happened to one batch's entries, counted when the spool acknowledges it."""
+
+    __slots__ = ("dropped", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.dropped: list[tuple[str, int]] = []
+
+
 class LokiMetrics:
     """The collectors; ``registry`` is what the metrics endpoint serves."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        # Counted by the spool's sequence numbers, free on the hot path.
-        self._received: Callable[[], float] = lambda: 0.0
-        r.register(_CallbackCounter("osqsdk_loki_received_entries",
-                                    "Entries accepted into the spool.", lambda: self._received()))
-        self.sent_entries = Counter("osqsdk_loki_sent_entries", "Entries Loki acknowledged.",
-                                    registry=r)
+        # received, sent, dropped and spool entries: one collector, consistent at a scrape;
+        # received is counted by the spool's sequence numbers, free on the hot path.
+        self._ledger = _Ledger()
+        r.register(self._ledger)
         self.sent_bytes = Counter("osqsdk_loki_sent_bytes", "Line and structured metadata "
                                   "bytes Loki acknowledged.", registry=r)
         self.retries = Counter("osqsdk_loki_batch_retries", "Push requests retried.",
                                registry=r)
         self.retried_entries = Counter("osqsdk_loki_retried_entries", "Entries in push "
                                        "requests that were retried, per retry.", registry=r)
-        self.dropped_entries = Counter("osqsdk_loki_dropped_entries", "Entries dropped, by "
-                                       "reason.", ["reason"], registry=r)
         self.dropped_bytes = Counter("osqsdk_loki_dropped_bytes", "Bytes dropped, by reason.",
                                      ["reason"], registry=r)
         self.mutated_entries = Counter("osqsdk_loki_mutated_entries", "Entries changed before "
                                        "sending, by reason.", ["reason"], registry=r)
         for reason in DropReason:
-            self.dropped_entries.labels(reason.value)
             self.dropped_bytes.labels(reason.value)
         for mutation in MutateReason:
             self.mutated_entries.labels(mutation.value)
@@ -185,24 +233,44 @@ class LokiMetrics:
                                   "the last push Loki acknowledged.", registry=r)
         self.spool_bytes = Gauge("osqsdk_loki_spool_bytes", "Bytes in the spool (on disk and "
                                  "held in memory).", registry=r)
-        self.spool_entries = Gauge("osqsdk_loki_spool_entries", "Entries in the spool not yet "
-                                   "acknowledged.", registry=r)
         self.spool_max_bytes = Gauge("osqsdk_loki_spool_max_bytes", "The spool's limit "
                                      "(spool_max_bytes): past it the oldest entries are "
                                      "dropped as spool_full.", registry=r)
         self.results = ResultRows()
         r.register(self.results)
 
-    def track_spool(self, entries: Callable[[], float], nbytes: Callable[[], float],
-                    received: Callable[[], float]) -> None:
-        self.spool_entries.set_function(entries)
+    def track_spool(self, lock: Any, entries: Callable[[], int], nbytes: Callable[[], float],
+                    appended: Callable[[], int], backlog: int) -> None:
+        """Count from this spool on: ``lock`` guards it, ``backlog`` entries were in it (or
+        counted as dropped while it opened) when this process took charge."""
+        ledger = self._ledger
+        ledger.lock, ledger.in_spool, ledger.appended = lock, entries, appended
+        ledger.taken += backlog
         self.spool_bytes.set_function(nbytes)
-        self._received = received
 
-    def drop(self, reason: DropReason | str, entries: int, nbytes: int) -> None:
+    def dropped_total(self) -> int:
+        return sum(self._ledger.dropped.values())
+
+    def drop(self, reason: DropReason | str, entries: int, nbytes: int, *,
+             intake: bool = False) -> None:
+        """Count a drop; ``intake``: lines dropped before they reached the spool."""
+        with self._ledger.lock:
+            self.drop_locked(reason, entries, nbytes)
+            if intake:
+                self._ledger.taken += entries
+
+    def drop_locked(self, reason: DropReason | str, entries: int, nbytes: int) -> None:
+        """``drop`` for a caller that holds the spool's lock (the spool itself)."""
         label = reason.value if isinstance(reason, DropReason) else reason
-        self.dropped_entries.labels(label).inc(entries)
+        self._ledger.dropped[label] = self._ledger.dropped.get(label, 0) + entries
         self.dropped_bytes.labels(label).inc(nbytes)
+
+    def settle_locked(self, settlement: Settlement) -> None:
+        """Count a batch's outcome; the caller holds the spool's lock (``Spool.ack``)."""
+        ledger = self._ledger
+        ledger.sent += settlement.sent
+        for reason, entries in settlement.dropped:
+            ledger.dropped[reason] = ledger.dropped.get(reason, 0) + entries
 
     def value(self, metric: str, /, **labels: str) -> float:
         """A sample's current value (0 when absent), for tests and the CLI."""

@@ -3,7 +3,8 @@
 Layout of a spool directory::
 
     LOCK                      flock()ed by the process using the spool
-    ack                       highest sequence number delivered (or given up on) + CRC32
+    ack                       highest sequence number delivered (or given up on), the
+                              ranges past it already counted as dropped, + CRC32
     00000000000000000001.seg  segments, named by the first sequence number they hold
     00000000000000004097.seg  ...
 
@@ -23,7 +24,13 @@ Guarantees:
   record cut short or failing its CRC, from a crash during a write) is cut off with a
   warning; a damaged record elsewhere skips the rest of its segment, counted as ``corrupt``.
 * The spool never grows past ``max_bytes``: the oldest segment is dropped first and its
-  unsent entries are counted as ``spool_full``.
+  unsent entries are counted as ``spool_full``. Its entries already read and being sent
+  stay owed: they are delivered, or counted when the caller gives up on them.
+* The invariant: the acknowledgement never moves past an entry that was neither delivered
+  nor counted as dropped. The ack file records the acknowledged sequence number and the
+  ranges after it already counted, so a restart after ``kill -9`` that finds entries gone
+  from disk that were in neither (read and in flight when the size limit removed their
+  segment) counts them as ``lost_in_flight``, once.
 * When the disk is full (ENOSPC, EDQUOT, EFBIG, EIO), entries are held in memory (up to
   ``memory_bytes``, oldest dropped beyond that as ``disk_full``) and shipped from there;
   writing to disk resumes as soon as it succeeds again. Those held entries do not survive
@@ -32,6 +39,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import bisect
 import collections
 import errno
 import fcntl
@@ -57,7 +65,11 @@ _HEADER = struct.Struct("<IQI")      # payload length, seq (0: meta), crc32
 _PREFIX = struct.Struct("<IQ")       # the part of the header the CRC covers
 _ENTRY = struct.Struct("<qIIH")      # ts_ns, labels bytes, line bytes, metadata pairs
 _PAIR = struct.Struct("<HI")         # metadata name bytes, value bytes
-_ACK = struct.Struct("<QI")          # seq, crc32 of seq
+_ACK = struct.Struct("<QI")          # seq, crc32 of seq (an ack file with no ranges)
+_ACK_HEAD = struct.Struct("<QI")     # seq, number of counted ranges; then the ranges, crc32
+_RANGE = struct.Struct("<QQ")        # first and last seq of a range counted as dropped
+_CRC = struct.Struct("<I")
+_MAX_RANGES = 4096                   # a bound on the ack file (older ranges merge)
 HEADER_BYTES = _HEADER.size
 MAX_RECORD_BYTES = 64 << 20
 _READ_CHUNK = 1 << 20
@@ -84,6 +96,30 @@ class _Held:
     last_seq: int
     data: bytes
     meta: bytes | None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _parse_ack(data: bytes) -> tuple[int, list[tuple[int, int]]] | None:
+    """(acknowledged seq, counted ranges) of an ack file, or None when it is damaged."""
+    if len(data) == _ACK.size:  # no ranges (also the format before ranges were recorded)
+        seq, crc = _ACK.unpack(data)
+        return (seq, []) if zlib.crc32(data[:8]) == crc else None
+    if len(data) < _ACK_HEAD.size + _CRC.size:
+        return None
+    seq, count = _ACK_HEAD.unpack_from(data)
+    end = _ACK_HEAD.size + count * _RANGE.size
+    if count > _MAX_RANGES or len(data) != end + _CRC.size or \
+            zlib.crc32(data[:end]) != _CRC.unpack_from(data, end)[0]:
+        return None
+    ranges = [_RANGE.unpack_from(data, _ACK_HEAD.size + i * _RANGE.size) for i in range(count)]
+    if any(lo > hi for lo, hi in ranges):
+        return None
+    return seq, sorted(ranges)
 
 
 def _segment_name(first_seq: int) -> str:
@@ -230,7 +266,10 @@ class Spool:
         self._dirty = False
         self._meta: bytes | None = None
         self._held: collections.deque[_Held] = collections.deque()
-        self._dropped: collections.deque[tuple[int, int]] = collections.deque()  # counted, unacked
+        self._dropped: list[tuple[int, int]] = []  # counted, not yet acknowledged; sorted
+        # read while held in memory, then gone from memory without reaching the disk: only
+        # the reader has them (lost, and counted, if the spool closes before their ack)
+        self._unsaved: list[tuple[int, int]] = []
         self._drop_log = DropLog(log)  # one error line per reason per 10 s, counted
         self._advanced = False  # read() passed to the next segment
         self._held_bytes = 0
@@ -247,6 +286,8 @@ class Spool:
         self._wake_at: int | None = None
         self._kicked = False
         self._ack_pending = False
+        self._ack_trusted = False  # the ack file was read and passed its checksum
+        self._ack_on_disk = 0      # the acknowledged seq the ack file holds
         # Entries just written, kept so that a reader keeping up needs no pread and no
         # decoding: (seq, entry, nbytes, record bytes, segment first_seq, end offset). A
         # cache only: past _RECENT_LIMIT bytes the oldest go and are read from disk.
@@ -292,10 +333,17 @@ class Spool:
                             self.directory, name)
                 continue
             self._segments.append(_Segment(int(stem), path, st.st_size))
-        self._acked = self._read_ack()
+        self._acked = self._ack_on_disk = self._read_ack()
+        self._count_lost_in_flight()
+        if not self._ack_trusted:
+            # from now on a restart can tell entries that left the disk unacknowledged
+            self._write_ack()
         if self._segments:
             self._recover_last()
-        self._next_seq = max(self._next_seq, self._acked + 1)
+        # numbering goes on past entries counted as dropped that never reached the disk, so
+        # that a number recorded as counted is never given to a new entry
+        self._next_seq = max(self._next_seq, self._acked + 1,
+                             *(hi + 1 for _, hi in self._dropped))
         if not self._segments:
             self._new_segment(self._next_seq)
         else:
@@ -312,22 +360,67 @@ class Spool:
                      self.directory, backlog)
 
     def _read_ack(self) -> int:
+        """The acknowledged sequence number from the ack file, and (into ``_dropped``) the
+        ranges after it that were counted as dropped."""
         path = os.path.join(self.directory, "ack")
         first = self._segments[0].first_seq - 1 if self._segments else 0
         try:
             with open(path, "rb") as f:
-                data = f.read()
+                data = f.read(_ACK_HEAD.size + _MAX_RANGES * _RANGE.size + _CRC.size + 1)
         except FileNotFoundError:
             return first
-        if len(data) == _ACK.size:
-            seq: int
-            crc: int
-            seq, crc = _ACK.unpack(data)
-            if zlib.crc32(data[:8]) == crc:
-                return max(seq, first)
+        parsed = _parse_ack(data)
+        if parsed is not None:
+            seq, ranges = parsed
+            self._ack_trusted = True
+            self._dropped = [r for r in ranges if r[1] > seq]
+            return seq
         log.warning("spool %s: the ack file is damaged; entries still in the spool will be "
                     "sent again (Loki drops exact duplicates)", path)
         return first
+
+    def _count_lost_in_flight(self) -> None:
+        """Entries after the acknowledgement that are no longer in any segment, and were not
+        counted as dropped: read and being sent when the size limit removed their segment,
+        then the process ended before Loki took them. Counted once, here."""
+        if not self._segments:
+            return
+        first = self._segments[0].first_seq
+        if self._ack_trusted and first - 1 > self._acked:
+            lost = self._uncounted(self._acked + 1, first - 1)
+            if lost:
+                log.error("spool %s: %d entries (sequence %d to %d) were being sent when the "
+                          "spool's size limit removed them from disk, and the previous process "
+                          "ended before Loki took them; counted as lost_in_flight",
+                          self.directory, lost, self._acked + 1, first - 1)
+                self.on_drop("lost_in_flight", lost, 0)
+        if first - 1 > self._acked:
+            self._acked = first - 1
+            self._dropped = [r for r in self._dropped if r[1] > self._acked]
+            self._write_ack()
+
+    def _uncounted(self, first: int, last: int) -> int:
+        """How many of the entries ``first..last`` no counted drop covers."""
+        covered = 0
+        for lo, hi in self._dropped:
+            lo, hi = max(lo, first), min(hi, last)
+            if lo <= hi:
+                covered += hi - lo + 1
+        return max(0, last - first + 1 - covered)
+
+    def _counted(self, first: int, last: int) -> None:
+        """Record ``first..last`` as counted as dropped (kept sorted, merged, bounded)."""
+        bisect.insort(self._dropped, (first, last))
+        merged: list[tuple[int, int]] = []
+        for lo, hi in self._dropped:
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        while len(merged) > _MAX_RANGES:  # merge the closest neighbours: never under-count
+            gap = min(range(len(merged) - 1), key=lambda i: merged[i + 1][0] - merged[i][1])
+            merged[gap:gap + 2] = [(merged[gap][0], merged[gap + 1][1])]
+        self._dropped = merged
 
     def _recover_last(self) -> None:
         """Find the last good record of the last segment; cut off a damaged tail."""
@@ -552,16 +645,20 @@ class Spool:
 
     def _drop_oldest_segment(self, reason: str) -> None:
         victim, following = self._segments[0], self._segments[1]
-        unread = max(0, following.first_seq - max(self._read_seq, victim.first_seq))
+        first_unread = max(self._read_seq, victim.first_seq)
+        unread = max(0, following.first_seq - first_unread)
         if unread:
             self._drop_log.drop(reason, unread, f"spool {self.directory}: over its size "
                                 f"limit of {self.max_bytes} bytes; the oldest not yet sent")
             self.on_drop(reason, unread, victim.size)
+            self._counted(first_unread, following.first_seq - 1)
         self._segments.pop(0)
         self._remove(victim)
         self._read_seq = max(self._read_seq, following.first_seq)
-        if following.first_seq - 1 > self._acked:
-            self._set_ack(following.first_seq - 1)
+        # The invariant: entries of the victim already read are in flight and still owed;
+        # the ack passes the counted ones only once those are acknowledged.
+        if not self._ack_over_dropped() and unread:
+            self._write_ack()  # the ack file records the counted range
 
     def _remove(self, segment: _Segment) -> None:
         if self._reader_seg == segment.first_seq:
@@ -578,7 +675,10 @@ class Spool:
         while self._held_bytes > self.memory_bytes and len(self._held) > 1:
             old = self._held.popleft()
             self._held_bytes -= len(old.data)
-            unread = max(0, old.last_seq - max(self._read_seq, old.first_seq) + 1)
+            first_unread = max(self._read_seq, old.first_seq)
+            unread = max(0, old.last_seq - first_unread + 1)
+            if first_unread > old.first_seq and first_unread - 1 > self._acked:
+                self._unsaved.append((max(old.first_seq, self._acked + 1), first_unread - 1))
             if unread:
                 self.on_drop("disk_full", unread, len(old.data))
                 self._drop_log.drop("disk_full", unread,
@@ -591,8 +691,10 @@ class Spool:
             # block skips its rest, and the ack jumps the block only once it reaches it.
             if old.first_seq <= self._read_seq <= old.last_seq:
                 self._read_seq = old.last_seq + 1
-            self._dropped.append((old.first_seq, old.last_seq))
-            self._ack_over_dropped()
+            if unread:
+                self._counted(first_unread, old.last_seq)
+                if not self._ack_over_dropped():
+                    self._write_ack()
 
     def _flush_held(self) -> bool:
         """Write held records to disk, oldest first; True when none are left."""
@@ -635,6 +737,7 @@ class Spool:
                 self._flush_held()
             if self._ack_pending:
                 self._write_ack()
+                self._delete_acked()
             closing, self._to_close = self._to_close, []
             fd = os.dup(self._fd) if self._dirty else -1
             target = self._written_seq
@@ -671,10 +774,12 @@ class Spool:
         thread may read."""
         while True:
             self._advanced = False
+            before = self._read_seq
             out = self._read_once(max_bytes, timeout, wait_bytes)
-            # a segment with nothing to give (emptied, damaged at its start) was passed:
-            # go on with the next one instead of answering "nothing"
-            if out or not self._advanced:
+            # a segment with nothing to give (emptied, damaged at its start) was passed, or
+            # the disk's end was reached with newer entries held in memory: go on instead
+            # of answering "nothing"
+            if out or not (self._advanced or self._read_seq != before):
                 return out
             timeout = 0
 
@@ -770,7 +875,7 @@ class Spool:
         # segment is the one being read: self._reader_seg == segment.first_seq
         index = [s.first_seq for s in self._segments].index(segment.first_seq)
         nxt = self._segments[index + 1]
-        missing = nxt.first_seq - self._read_seq
+        missing = self._uncounted(self._read_seq, nxt.first_seq - 1)
         if missing > 0:
             # entries that should be in this segment are not there (the file was emptied,
             # cut, or a segment between was deleted): counted and said, then reading goes on
@@ -778,6 +883,7 @@ class Spool:
                       "as corrupt", self.directory, missing, self._read_seq,
                       nxt.first_seq - 1, segment.path)
             self.on_drop("corrupt", missing, 0)
+            self._counted(self._read_seq, nxt.first_seq - 1)
         self._read_seq = max(self._read_seq, nxt.first_seq)
         self._advanced = True
         self._close_reader()
@@ -795,6 +901,7 @@ class Spool:
                   "segment (%d entries lost)", segment.path, damaged.offset, damaged.cause, lost)
         if lost:
             self.on_drop("corrupt", lost, segment.size - damaged.offset)
+            self._counted(self._read_seq, end_seq - 1)
         self._read_seq = max(self._read_seq, end_seq)
         if not is_last:
             self._advance_reader(segment)
@@ -847,52 +954,85 @@ class Spool:
             self._kicked = True
             self._cond.notify_all()
 
-    def ack(self, seq: int) -> None:
-        """Everything up to ``seq`` was delivered or deliberately dropped."""
+    def ack(self, seq: int, settle: Callable[[], None] | None = None) -> None:
+        """Everything up to ``seq`` was delivered or deliberately dropped. ``settle`` runs
+        first, under the spool's lock, so that counts read under the same lock (the metrics)
+        see the outcome and the acknowledgement together."""
         with self._cond:
+            if settle is not None and not self._closed:
+                settle()
             if seq <= self._acked or self._closed:
                 return
             self._set_ack(min(seq, self._next_seq - 1))
             self._ack_over_dropped()
             self._delete_acked()
+            if self._ack_pending:  # a full disk may have room now that segments are gone
+                self._write_ack()
             while self._held and self._held[0].last_seq <= self._acked:
                 self._held_bytes -= len(self._held.popleft().data)
+            self._unsaved = [r for r in self._unsaved if r[1] > self._acked]
             self._cond.notify_all()
 
-    def _ack_over_dropped(self) -> None:
-        # counted drops right after the acknowledged entries are acknowledged with them
+    def _ack_over_dropped(self) -> bool:
+        """Acknowledge counted drops right after the acknowledged entries; True if it moved
+        (and wrote the ack file)."""
         moved = False
         while self._dropped and self._dropped[0][0] <= self._acked + 1:
-            _first, last = self._dropped.popleft()
+            _first, last = self._dropped.pop(0)
             if last > self._acked:
                 self._acked = last
                 moved = True
         if moved:
             self._write_ack()
+        return moved
 
     def _set_ack(self, seq: int) -> None:
         self._acked = seq
         self._write_ack()
 
     def _write_ack(self) -> None:
-        data = struct.pack("<Q", self._acked)
+        self._dropped = [r for r in self._dropped if r[1] > self._acked]
+        if self._dropped:
+            data = _ACK_HEAD.pack(self._acked, len(self._dropped)) + b"".join(
+                _RANGE.pack(lo, hi) for lo, hi in self._dropped)
+        else:
+            data = struct.pack("<Q", self._acked)
+        data += _CRC.pack(zlib.crc32(data))
         path = os.path.join(self.directory, "ack")
         tmp = path + ".tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.write(fd, data + struct.pack("<I", zlib.crc32(data)))
+                _write_all(fd, data)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-            self._ack_pending = False
-        except OSError as exc:  # disk full: retried by sync(); at worst entries are resent
-            self._ack_pending = True
-            log.debug("spool %s: cannot write the ack file: %s", self.directory, exc.strerror)
+        except OSError as exc:
+            # A full disk has no block for a new file, but the ack file's own block can be
+            # written over in place (a crash in between leaves a checksum that fails: then
+            # the restart trusts the segments instead, and resends rather than loses).
+            try:
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    _write_all(fd, data)
+                    os.ftruncate(fd, len(data))
+                finally:
+                    os.close(fd)
+            except OSError:
+                self._ack_pending = True  # retried by sync()
+                log.debug("spool %s: cannot write the ack file: %s", self.directory,
+                          exc.strerror)
+                self._dirty = True
+                return
+        self._ack_pending = False
+        self._ack_on_disk = self._acked
         self._dirty = True
 
     def _delete_acked(self) -> None:
-        while len(self._segments) > 1 and self._segments[1].first_seq - 1 <= self._acked:
+        # only what the ack file on disk covers: a restart must never find entries gone
+        # from the segments that its ack file says are still owed
+        while len(self._segments) > 1 and \
+                self._segments[1].first_seq - 1 <= min(self._acked, self._ack_on_disk):
             self._remove(self._segments.pop(0))
 
     def wait_acked(self, seq: int, timeout: float) -> bool:
@@ -922,8 +1062,15 @@ class Spool:
 
     @property
     def entries(self) -> int:
-        """Entries not yet acknowledged."""
-        return self._next_seq - 1 - self._acked
+        """Entries not yet acknowledged, less those already counted as dropped."""
+        last = self._next_seq - 1
+        return max(0, last - self._acked) - sum(
+            max(0, min(hi, last) - max(lo, self._acked + 1) + 1) for lo, hi in self._dropped)
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock every change to the spool holds (for counts that must add up)."""
+        return self._lock
 
     @property
     def disk_bytes(self) -> int:
@@ -947,15 +1094,15 @@ class Spool:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            if self._held:
-                # entries only in memory (the disk was full) end with the process: those not
-                # yet read are counted (what was read is in the caller's hands)
-                lost = sum(max(0, h.last_seq - max(h.first_seq, self._read_seq) + 1)
-                           for h in self._held)
-                if lost:
-                    self.on_drop("disk_full", lost, self._held_bytes)
-                    self._drop_log.drop("disk_full", lost, f"spool {self.directory}: closing "
-                                        "with entries that never reached the disk")
+            # Entries only in memory (the disk was full) end with the spool, read or not: a
+            # reader that has not had them acknowledged by now will not.
+            gone = [(max(h.first_seq, self._acked + 1), h.last_seq) for h in self._held]
+            gone += [(max(lo, self._acked + 1), hi) for lo, hi in self._unsaved]
+            lost = sum(self._uncounted(lo, hi) for lo, hi in gone if lo <= hi)
+            if lost:
+                self.on_drop("disk_full", lost, self._held_bytes)
+                self._drop_log.drop("disk_full", lost, f"spool {self.directory}: closing "
+                                    "with entries that never reached the disk")
             self._drop_log.flush()
             for fd in [self._fd, *self._to_close]:
                 if fd >= 0:

@@ -167,7 +167,7 @@ def test_a_batch_the_process_cannot_encode_is_encoded_here(make_config, monkeypa
 
         monkeypatch.setattr(encoder, "encode", refuse)
         now = time.time_ns()
-        last_seq, streams, body, _ = client._prepare(a_batch(now))
+        last_seq, streams, body, _, _ = client._prepare(a_batch(now))
         assert last_seq == a_batch(now)[-1][0] and body is not None and body.entries > 0
         assert isinstance(streams, list)  # encoded here
         assert client._encoder is encoder  # and the process stays in use
@@ -184,8 +184,12 @@ def test_a_time_past_int64_is_dropped_not_a_crash(make_config, encoder_process):
         now = time.time_ns()
         batch = [(1, Entry(RAW, now, result_line(1, unix_time=int(time.time() * 1000))), 300),
                  (2, Entry(RAW, now, result_line(2)), 300)]
-        _, _, body, _ = client._prepare(batch)
+        _, _, body, _, settlement = client._prepare(batch)
         assert body.entries == 1
+        # counted when the batch leaves the spool, together with its sent entries
+        assert settlement.dropped == [("too_new", 1)]
+        assert client.metrics.value("osqsdk_loki_dropped_entries_total", reason="too_new") == 0
+        client.metrics.settle_locked(settlement)
         assert client.metrics.value("osqsdk_loki_dropped_entries_total", reason="too_new") == 1
         assert (client._encoder is not None) == encoder_process
     finally:

@@ -184,3 +184,50 @@ def test_flags_configure_it_when_run_by_hand(manager, tmp_path, receiver, procs)
     assert manager.call_extension(NAME, "logger", "lokiq",
                                   {"string": result_line(1), "category": "event"}).code == 0
     assert receiver.wait_for_entries(1, timeout=15)
+
+
+def test_spool_cap_then_kill_9_every_line_is_delivered_or_counted(manager, tmp_path, procs):
+    # Loki down, a small spool: the cap drops the oldest segments while the shipper holds a
+    # batch read from them; then kill -9. Every line osqueryd got success for is in Loki or
+    # counted: spool_full by the first process, lost_in_flight by the next at its start.
+    import urllib.request
+
+    from tests.e2e.conftest import free_port
+
+    def metric(port: int, reason: str) -> float:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        for line in text.decode().splitlines():
+            if line.startswith(f'osqsdk_loki_dropped_entries_total{{reason="{reason}"}}'):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"no dropped_entries_total for {reason}")
+
+    spool, receiver = tmp_path / "spool", LokiReceiver()
+    receiver.start()
+    receiver.down()
+    settings = {"OSQSDK_LOKI_SPOOL_MAX_BYTES": str(256 << 10),
+                "OSQSDK_LOKI_SEGMENT_BYTES": str(32 << 10)}
+    first_port = free_port()
+    proc = launch(manager, spool, receiver.url, OSQSDK_LOKI_METRICS_PORT=str(first_port),
+                  **settings)
+    procs.append(proc)
+    lines = [result_line(i, name=f"pack_ir_q{i % 3}") for i in range(4000)]
+    for line in lines:
+        assert call(manager, {"string": line, "category": "event"}).code == 0
+    spool_full = metric(first_port, "spool_full")
+    assert spool_full > 0  # the cap was reached
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    manager.wait_gone(NAME, timeout=15)
+    receiver.up()
+    second_port = free_port()
+    procs.append(launch(manager, spool, receiver.url,
+                        OSQSDK_LOKI_METRICS_PORT=str(second_port), **settings))
+    try:
+        lost = metric(second_port, "lost_in_flight")
+        assert wait_until(lambda: len(receiver.lines()) + spool_full + lost >= len(lines),
+                          timeout=60)
+        stored = receiver.lines()
+        assert len(stored) == len(set(stored)) and set(stored) <= set(lines)
+        assert len(stored) + spool_full + lost == len(lines), (len(stored), spool_full, lost)
+    finally:
+        receiver.down()

@@ -278,6 +278,7 @@ def test_disk_full_beyond_the_memory_bound_drops_the_oldest_held(small_fs):
         for i in range(100):
             s.append(entries(1, start=i, size=100))
         got = read_all(s)
+        s.ack(got[-1][0])  # delivered (read, then unacknowledged at close, they are lost)
     dropped = sum(n for _, n in drops)
     assert {r for r, _ in drops} == {"disk_full"}
     assert dropped + len(got) == 100
