@@ -64,10 +64,13 @@ class Installed:
     autoload: Path | None
     autoload_changed: bool
     flags: list[str] = field(default_factory=list)
+    placed: bool = True  #: False when the same file was already installed
+
 
     def report(self) -> str:
         """What was done and the osqueryd flags to add, as printed to the user."""
-        lines = [f"installed {self.path}"]
+        lines = [f"installed {self.path}" if self.placed else
+                 f"{self.path} is already installed (unchanged)"]
         if self.autoload is not None:
             lines.append(f"{'added to' if self.autoload_changed else 'already in'} "
                          f"{self.autoload}")
@@ -147,15 +150,21 @@ def build(source: str, output: str | os.PathLike[str], *, name: str | None = Non
     except OSError as exc:
         raise BuildError(f"{path}: cannot be read ({exc.strerror})") from None
     except SyntaxError as exc:
+        if exc.lineno is None:  # e.g. null bytes: not a text file at all
+            raise BuildError(f"{path}: not Python source: {exc.msg}") from None
         raise BuildError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
-    except ValueError as exc:
+    except ValueError as exc:  # null bytes
         raise BuildError(f"{path}: not Python source ({exc})") from None
     out = Path(output)
     if out.is_dir():
         raise BuildError(f"{out}: is a directory; give the file to write, e.g. "
                          f"{out / (path.stem + '.ext')}")
+    if out.exists() and not out.is_file():
+        raise BuildError(f"{out}: exists and is not a regular file; not replaced")
     if not out.parent.is_dir():
         raise BuildError(f"{out.parent}: no such directory")
+    if not os.access(out.parent, os.W_OK):
+        raise BuildError(f"{out.parent}: not writable")
     try:
         import PyInstaller  # type: ignore[import-untyped]  # noqa: F401  (say it is missing)
     except ImportError:
@@ -164,6 +173,7 @@ def build(source: str, output: str | os.PathLike[str], *, name: str | None = Non
     from osqsdk._version import __version__
 
     has_main = _has_main_block(tree)
+    _check_loads(path, has_main)
     declared_name, declared_version = declared_identity(path)
     info: dict[str, Any] = {
         "name": name or _module_constant(tree, "EXTENSION_NAME") or declared_name
@@ -209,10 +219,73 @@ def build(source: str, output: str | os.PathLike[str], *, name: str | None = Non
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-30:])
             raise BuildError(f"{path}: PyInstaller failed (exit {done.returncode}):\n{tail}")
         tmp_out = out.with_name(f".{out.name}.partial")
-        shutil.copyfile(built, tmp_out)
-        os.chmod(tmp_out, 0o755)
-        os.replace(tmp_out, out)
+        try:
+            shutil.copyfile(built, tmp_out)
+            os.chmod(tmp_out, 0o755)
+            os.replace(tmp_out, out)
+        except OSError as exc:
+            _unlink_quietly(tmp_out)
+            raise BuildError(f"{out}: cannot be written ({exc.strerror})") from None
+    _check_starts(out)
     return Built(out, out.stat().st_size, info)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+_LOAD_CHECK = """
+import runpy, sys, traceback
+path, need_plugins = sys.argv[1], sys.argv[2] == "1"
+sys.path.insert(0, __import__("os").path.dirname(path))
+try:
+    if need_plugins:
+        from osqsdk.extension._loader import load_file
+        load_file(path)
+    else:
+        runpy.run_path(path, run_name="__osqsdk_extension__")
+except SystemExit:
+    pass
+except BaseException as exc:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
+    where = f"{path}:{frames[-1].lineno}" if frames else path
+    print(f"{where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+def _check_loads(path: Path, has_main: bool) -> None:
+    """Run the file's top level (not its main block) in a fresh interpreter, as the .ext
+    will: a missing module or, for a file without a main block, no plugins, is said now
+    rather than by the .ext on every start."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _LOAD_CHECK, str(path.resolve()),
+                               "0" if has_main else "1"], capture_output=True, text=True,
+                              errors="replace", timeout=120, check=False,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"{path}: loading it took more than 120 s") from None
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise BuildError(f"cannot build {path}: loading it failed: "
+                         f"{lines[-1] if lines else f'exit {done.returncode}'}")
+
+
+def _check_starts(out: Path) -> None:
+    """The built file starts and answers (runs none of the extension's code)."""
+    try:
+        done = subprocess.run([str(out.resolve()), BUILD_INFO_FLAG], capture_output=True,
+                              text=True, errors="replace", timeout=_INFO_TIMEOUT, check=False,
+                              env={"PATH": os.defpath}, cwd="/", stdin=subprocess.DEVNULL)
+        json.loads(done.stdout)
+        if done.returncode == 0:
+            return
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        pass
+    raise BuildError(f"{out}: built, but it does not start on this machine")
 
 
 def _is_artifact(path: Path) -> bool:
@@ -285,10 +358,11 @@ def install(artifact: str | os.PathLike[str], *, directory: str | os.PathLike[st
     """
     src = Path(artifact)
     if not src.is_file():
-        raise InstallError(f"{src}: no such file")
-    if not src.name.endswith(".ext"):
+        raise InstallError(f"{src}: no such file" if not src.exists() else
+                           f"{src}: not a regular file")
+    if autoload is not None and not src.name.endswith(".ext"):
         raise InstallError(f"{src}: osqueryd autoloads only files named *.ext "
-                           f"(rename it, e.g. {src.stem}.ext)")
+                           f"(rename it, e.g. {src.stem}.ext, or use --no-autoload)")
     with open(src, "rb") as fh:
         head = fh.read(4)
     if head[:2] != b"#!" and head != _ELF:
@@ -302,27 +376,40 @@ def install(artifact: str | os.PathLike[str], *, directory: str | os.PathLike[st
     except OSError as exc:
         raise InstallError(f"{folder}: cannot be created ({exc.strerror})") from None
     dest = folder / src.name
-    partial = folder / f".{src.stem}.partial.ext"
-    try:
-        shutil.copyfile(src, partial)
-        os.chmod(partial, 0o755)
-        if (owner, group) != (os.geteuid(), os.getegid()):
-            os.chown(partial, owner, group)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise InstallError(f"{dest}: cannot be written ({exc.strerror})") from None
-    problems = [p.replace(str(partial), str(dest))
-                for p in launch_problems(partial, osqueryd_uid=owner, autoload=True)]
-    if problems:
-        partial.unlink(missing_ok=True)
-        raise InstallError("osqueryd would refuse to load it:\n" + "\n".join(problems))
-    os.replace(partial, dest)
+    autoload_path = Path(autoload) if autoload is not None else None
+    if autoload_path is not None:
+        _check_writable(autoload_path)
+    placed = not _same_install(src, dest, owner, group)
+    if placed:
+        partial = folder / f".{src.stem}.partial{src.suffix}"
+        try:
+            shutil.copyfile(src, partial)
+            os.chmod(partial, 0o755)
+            if (owner, group) != (os.geteuid(), os.getegid()):
+                os.chown(partial, owner, group)
+        except OSError as exc:
+            _unlink_quietly(partial)
+            raise InstallError(f"{dest}: cannot be written ({exc.strerror})") from None
+        problems = [p.replace(str(partial), str(dest)) for p in
+                    launch_problems(partial, osqueryd_uid=owner,
+                                    autoload=autoload_path is not None)]
+        if problems:
+            _unlink_quietly(partial)
+            raise InstallError("osqueryd would refuse to load it:\n" + "\n".join(problems))
+        os.replace(partial, dest)
+    else:
+        problems = launch_problems(dest, osqueryd_uid=owner, autoload=autoload_path is not None)
+        if problems:
+            raise InstallError("osqueryd would refuse to load it:\n" + "\n".join(problems))
     if info is None:
         info = build_info(dest) or {}
     changed = False
-    autoload_path = Path(autoload) if autoload is not None else None
     if autoload_path is not None:
-        changed = _add_to_autoload(autoload_path, dest)
+        try:
+            changed = _add_to_autoload(autoload_path, dest)
+        except OSError as exc:
+            raise InstallError(f"{autoload_path}: cannot be written ({exc.strerror}); "
+                               f"{dest} is in place but not listed") from None
     name = info.get("name")
     flags = []
     if autoload_path is not None:
@@ -330,4 +417,37 @@ def install(artifact: str | os.PathLike[str], *, directory: str | os.PathLike[st
     flags.append(f"--extensions_require={name}" if name else
                  "--extensions_require=<the name it registers>")
     flags += [str(f) for f in info.get("flags", [])]
-    return Installed(dest, name, autoload_path, changed, flags)
+    return Installed(dest, name, autoload_path, changed, flags, placed)
+
+
+def _same_install(src: Path, dest: Path, owner: int, group: int) -> bool:
+    """``dest`` is already ``src``, owned and moded as it would be installed."""
+    try:
+        st = dest.lstat()
+        if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != 0o755 or \
+                (st.st_uid, st.st_gid) != (owner, group) or st.st_size != src.stat().st_size:
+            return False
+        if src.resolve() == dest.resolve():
+            return True
+        with open(src, "rb") as a, open(dest, "rb") as b:
+            while True:
+                x, y = a.read(1 << 20), b.read(1 << 20)
+                if x != y:
+                    return False
+                if not x:
+                    return True
+    except OSError:
+        return False
+
+
+def _check_writable(autoload: Path) -> None:
+    """Fail before anything is copied when the autoload file cannot be updated."""
+    folder = autoload.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    target = autoload if autoload.exists() else folder
+    if autoload.exists() and not autoload.is_file():
+        raise InstallError(f"{autoload}: not a regular file")
+    if not os.access(target, os.W_OK):
+        raise InstallError(f"{autoload}: cannot be written (no write permission on "
+                           f"{target}); nothing was installed")

@@ -147,6 +147,9 @@ def build(source: str | None, output: str | None, name: str | None,
         raise click.exceptions.Exit(1) from None
     click.echo(f"{built.path}: {built.size / 1e6:.1f} MB, registers as "
                f"{built.info['name']!r}; next: osqsdk extension install {built.path}")
+    if not built.path.name.endswith(".ext"):
+        click.echo("note: osqueryd autoloads only files named *.ext; install it with "
+                   "--no-autoload or rename it", err=True)
     return 0
 
 
@@ -166,7 +169,8 @@ def install(artifact: str, directory: str | None, autoload_file: str | None,
     """Put ARTIFACT (NAME.ext) where osqueryd autoloads it: owner root (or --uid), mode 0755,
     listed once in the autoload file; print the osqueryd flags to add.
 
-    Exit codes: 0 installed, 1 osqueryd would refuse it (nothing changed).
+    Exit codes: 0 installed (or already installed), 1 osqueryd would refuse it or it
+    cannot be written (nothing changed), 2 bad arguments.
     """
     from osqsdk.extension._build import DEFAULT_AUTOLOAD, DEFAULT_DIR, InstallError
     from osqsdk.extension._build import install as install_ext

@@ -49,6 +49,15 @@ def main(info: dict[str, Any]) -> int:
         return 0
     if argv[:1] == [INSTALL_FLAG]:
         return _install_self(argv[1:], info)
+    if "-h" in argv or "--help" in argv:  # then the extension's own help
+        sys.stdout.write(
+            f"{os.path.basename(sys.executable)}: the osquery extension "
+            f"{info.get('name')!r}, built by osqsdk {info.get('osqsdk', '')} from "
+            f"{info.get('source', '?')}.\n"
+            f"  {INSTALL_FLAG} [--dir DIR] [--autoload FILE | --no-autoload] [--uid U] "
+            "[--gid G]\n      install it where osqueryd autoloads it (as root)\n"
+            f"  {BUILD_INFO_FLAG}\n      print what the build recorded, as JSON\n\n")
+        sys.stdout.flush()
     _die_with_starter()
     if info.get("has_main", True):
         # alter_sys=False: sys.argv[0] stays the .ext's own path, as under `python3 FILE`
@@ -87,7 +96,7 @@ def _install_self(argv: list[str], info: dict[str, Any]) -> int:
                        autoload=None if options.no_autoload else options.autoload,
                        uid=options.uid, gid=options.gid, info=info)
     except InstallError as exc:
-        sys.stderr.write(f"{os.path.basename(sys.executable)}: {exc}\n")
+        sys.stderr.write(f"{os.path.basename(sys.executable)} {INSTALL_FLAG}: {exc}\n")
         return 1
     sys.stdout.write(done.report())
     return 0

@@ -217,16 +217,20 @@ def test_install_places_it_as_osqueryd_needs_and_lists_it_once(artifact, tmp_pat
     target, autoload = tmp_path / "lib" / "osquery", tmp_path / "etc" / "extensions.load"
     autoload.parent.mkdir()
     autoload.write_text("# extensions\n/opt/other.ext")
+    placed = target / "table_and_logger.ext"
+    inodes = []
     for round_ in range(2):
         done = osqsdk_cli("extension", "install", str(artifact), "--dir", str(target),
                           "--autoload", str(autoload))
         assert done.returncode == 0, done.stderr
-        placed = target / "table_and_logger.ext"
-        assert f"installed {placed}" in done.stdout
+        assert (f"installed {placed}" if round_ == 0 else
+                f"{placed} is already installed (unchanged)") in done.stdout
         assert ("added to" if round_ == 0 else "already in") in done.stdout
+        inodes.append((placed.stat().st_ino, placed.stat().st_mtime_ns))
         assert "--extensions_require=built_artifact_test" in done.stdout
         assert f"--extensions_autoload={autoload}" in done.stdout
     assert autoload.read_text() == f"# extensions\n/opt/other.ext\n{placed}\n"
+    assert inodes[0] == inodes[1]  # the second run changed nothing
     st = placed.stat()
     assert stat.S_IMODE(st.st_mode) == 0o755 and st.st_uid == os.geteuid()
     assert placed.read_bytes() == artifact.read_bytes()
@@ -242,8 +246,10 @@ def test_install_refuses_what_osqueryd_would_refuse(tmp_path):
     assert done.returncode == 1 and "neither an ELF file nor a #! script" in done.stderr
     named = tmp_path / "tool.py"
     named.write_text("#!/usr/bin/env python3\n")
-    done = osqsdk_cli("extension", "install", str(named), "--no-autoload")
+    done = osqsdk_cli("extension", "install", str(named), "--dir", str(tmp_path / "d"),
+                      "--autoload", str(tmp_path / "extensions.load"))
     assert done.returncode == 1 and "only files named *.ext" in done.stderr
+    assert not (tmp_path / "d").exists() and not (tmp_path / "extensions.load").exists()
     sticky = tmp_path / "sticky"
     sticky.mkdir()
     sticky.chmod(0o1777)
@@ -297,3 +303,74 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_source_that_cannot_load_is_refused_before_building(tmp_path):
+    missing = tmp_path / "imp.py"
+    missing.write_text("import osqsdk\nimport no_such_module_here\n\n"
+                       "if __name__ == '__main__':\n    osqsdk.run('imp', [])\n")
+    done = osqsdk_cli("extension", "build", str(missing), "-o", str(tmp_path / "imp.ext"))
+    assert done.returncode == 1, done.stderr
+    assert f"{missing.resolve()}:2: ModuleNotFoundError: No module named " \
+           "'no_such_module_here'" in done.stderr
+    empty = tmp_path / "empty.py"
+    empty.write_text("")
+    done = osqsdk_cli("extension", "build", str(empty), "-o", str(tmp_path / "empty.ext"))
+    assert done.returncode == 1 and "defines no plugins" in done.stderr
+    binary = tmp_path / "bin.py"
+    binary.write_bytes(b"\x00\x01\x02")
+    done = osqsdk_cli("extension", "build", str(binary), "-o", str(tmp_path / "bin.ext"))
+    assert done.returncode == 1 and f"{binary}: not Python source" in done.stderr
+    assert "None" not in done.stderr
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    done = osqsdk_cli("extension", "build", str(SOURCE), "-o", str(fifo))
+    assert done.returncode == 1 and "exists and is not a regular file" in done.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert not list(tmp_path.glob("*.ext")) and "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        peer_missing(f"cannot mount a read-only tmpfs: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_unwritable_places_are_one_line_errors_and_leave_nothing_half_done(
+        artifact, tmp_path, read_only_dir):
+    done = osqsdk_cli("extension", "build", str(SOURCE), "-o", str(read_only_dir / "x.ext"))
+    assert done.returncode == 1 and f"{read_only_dir}: not writable" in done.stderr
+    placed = on_empty_host(artifact, tmp_path)
+    refused = subprocess.run([str(placed), "--osqsdk-install", "--dir", str(read_only_dir),
+                              "--no-autoload"], capture_output=True, text=True, env={},
+                             timeout=60, check=False)
+    assert refused.returncode == 1 and "cannot be written" in refused.stderr
+    target = tmp_path / "lib"
+    refused = subprocess.run([str(placed), "--osqsdk-install", "--dir", str(target),
+                              "--autoload", str(read_only_dir / "extensions.load")],
+                             capture_output=True, text=True, env={}, timeout=60, check=False)
+    assert refused.returncode == 1 and "nothing was installed" in refused.stderr
+    assert not target.exists() or not list(target.iterdir())
+    for out in (done, refused):
+        said = [line for line in out.stderr.splitlines() if not line.startswith("building ")]
+        assert "Traceback" not in out.stderr and len(said) == 1, out.stderr
+
+
+def test_no_autoload_installs_a_file_of_any_name_and_help_shows_the_build_flags(
+        artifact, tmp_path):
+    renamed = tmp_path / "tool"
+    shutil.copy2(artifact, renamed)
+    done = osqsdk_cli("extension", "install", str(renamed), "--dir", str(tmp_path / "d"),
+                      "--no-autoload")
+    assert done.returncode == 0 and (tmp_path / "d" / "tool").is_file(), done.stderr
+    shown = subprocess.run([str(artifact), "--help"], capture_output=True, text=True, env={},
+                           timeout=60, check=False)
+    assert shown.returncode == 0
+    assert "--osqsdk-install" in shown.stdout and "--osqsdk-build-info" in shown.stdout
+    assert "--socket SOCKET" in shown.stdout  # and then the extension's own flags
