@@ -68,6 +68,10 @@ def _progress_printer(stream: TextIO) -> Callable[[int, int], None]:
 @click.option("--skip-other-files", is_flag=True,
               help="Skip JSON/YAML files that are not osquery or Fleet documents even when "
                    "named on the command line (what the pre-commit hook does).")
+@click.option("--baseline", "baseline_file", type=click.Path(dir_okay=False),
+              help="Hide the findings this baseline file records (see --write-baseline).")
+@click.option("--write-baseline", "write_baseline_file", type=click.Path(dir_okay=False),
+              help="Record every finding of this run in a baseline file, then exit 0.")
 @click.option("--cost", "cost_report", is_flag=True,
               help="After the findings, print the cost model's estimate for every scheduled "
                    "query and pack (per run, runs a day, per day, and why).")
@@ -92,7 +96,8 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
           osquery_version: str | None, schema_files: tuple[str, ...], fleetd: bool | None,
           hosts: int | None, fail_on: str | None, config_file: str | None, no_config: bool,
           exit_zero: bool, quiet: bool, statistics: bool, no_progress: bool,
-          skip_other_files: bool, cost_report: bool) -> int:
+          skip_other_files: bool, cost_report: bool, baseline_file: str | None,
+          write_baseline_file: str | None) -> int:
     from osqsdk.errors import SchemaError
     from osqsdk.lint._inputs import LintInputError
     from osqsdk.lint._runner import lint_paths, unknown_selectors
@@ -132,17 +137,50 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
     except (LintInputError, SchemaError) as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
+    findings = result.findings
+    baseline = baseline_file or settings.baseline
+    if write_baseline_file:
+        from osqsdk.lint._baseline import BaselineError, write_baseline
+
+        try:
+            count = write_baseline(findings, write_baseline_file)
+        except BaselineError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return 2
+        click.echo(f"Wrote {count} finding{'s' if count != 1 else ''} to {write_baseline_file}; "
+                   f"lint with --baseline {write_baseline_file} to see only new ones.")
+        return 0
+    notes = []
+    if baseline:
+        from osqsdk.lint._baseline import BaselineError, apply_baseline
+
+        try:
+            filtered = apply_baseline(findings, baseline)
+        except BaselineError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return 2
+        findings = filtered.findings
+        if filtered.hidden:
+            notes.append(f"{filtered.hidden} finding{'s' if filtered.hidden != 1 else ''} "
+                         f"hidden by the baseline {baseline}.")
+        if filtered.stale:
+            notes.append(f"{filtered.stale} baseline entr{'ies' if filtered.stale != 1 else 'y'}"
+                         " no longer found: fixed; refresh with --write-baseline.")
     documents = result.run.documents if result.run is not None else []
     sources = {doc.path: doc.source.line_text for doc in documents}
-    click.echo(render(result.findings, fmt or "text", summary=not quiet, sources=sources,
+    click.echo(render(findings, fmt or "text", summary=not quiet, sources=sources,
                       statistics=statistics, rule_docs_url=settings.rule_docs_url), nl=False)
     if cost_report:
         from osqsdk.lint._cost import cost_report as render_cost
 
         click.echo(render_cost(result))
+    if notes and not quiet and (fmt or "text") in ("text", "concise"):
+        click.echo("\n".join(notes))
     if exit_zero:
         return 0
-    return result.exit_code(settings.fail_on)
+    from osqsdk.lint._runner import LintResult
+
+    return LintResult(findings).exit_code(settings.fail_on)
 
 
 @click.command("rule", context_settings=_CTX)

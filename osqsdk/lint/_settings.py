@@ -14,6 +14,7 @@ Keys (kebab-case in TOML; the CLI flag of the same name wins)::
     fail-on = "warning"              # lowest severity that makes the exit code 1
     exclude = ["vendor/**"]
     rule-docs-url = "https://docs.example.org/osqsdk/rules.html#{anchor}"  # SARIF helpUri
+    baseline = "lint-baseline.json"  # hide the findings it records (--write-baseline)
     [tool.osqsdk.lint.per-file-ignores]
     "packs/legacy/*.conf" = ["OSQ104"]
     [tool.osqsdk.lint.budget]
@@ -62,6 +63,7 @@ class Settings:
     pack_ms_per_day: float = 21_600_000.0
     base_dir: str = "."
     rule_docs_url: str | None = None
+    baseline: str | None = None
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -174,7 +176,7 @@ def load_settings(pyproject: Path | None) -> Settings:
         raise SettingsError(f"{pyproject}: [tool.osqsdk.lint] must be a table")
     known = {"select", "extend-select", "ignore", "platform", "osquery-version", "schema",
              "fleetd", "hosts", "fail-on", "exclude", "per-file-ignores", "budget",
-             "rule-docs-url"}
+             "rule-docs-url", "baseline"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise SettingsError(f"{pyproject}: unknown [tool.osqsdk.lint] keys: {', '.join(unknown)}")
@@ -197,6 +199,10 @@ def load_settings(pyproject: Path | None) -> Settings:
         if not isinstance(data["hosts"], int) or data["hosts"] < 1:
             raise SettingsError(f"{pyproject}: hosts must be a positive integer")
         kw["hosts"] = data["hosts"]
+    if "baseline" in data:
+        if not isinstance(data["baseline"], str) or not data["baseline"]:
+            raise SettingsError(f"{pyproject}: baseline must be a file name")
+        kw["baseline"] = str(Path(base, data["baseline"]))
     if "rule-docs-url" in data:
         url = data["rule-docs-url"]
         problem = _validate_template(url) if isinstance(url, str) else "must be a string"
