@@ -242,3 +242,27 @@ def test_the_fleet_recipe_builds_installs_and_serves_with_nothing_on_the_host(tm
         "context": '{"constraints":[{"name":"uid","list":[{"op":2,"expr":"0"}],'
                    '"affinity":"BIGINT"}]}'}).rows
     assert rows == [{"username": "root", "uid": "0", "shell": rows[0]["shell"]}]
+
+
+def test_the_baseline_recipe_as_written(tmp_path):
+    import json
+    import shutil
+
+    block = block_with("sh", "--write-baseline lint-baseline.json")
+    write, check = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    shutil.copytree(ROOT / "packs", tmp_path / "packs")
+    legacy = {"queries": {"old": {"query": "SELECT nmae FROM processes", "interval": 60}}}
+    (tmp_path / "packs" / "legacy.conf").write_text(json.dumps(legacy))
+    env = user_env()
+
+    def run(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    assert run(check.replace(" --baseline lint-baseline.json", "")).returncode == 1
+    assert run(write).returncode == 0
+    assert run(check).returncode == 0
+    legacy["queries"]["new"] = {"query": "SELECT pid FROM procesess", "interval": 60}
+    (tmp_path / "packs" / "legacy.conf").write_text(json.dumps(legacy))
+    failed = run(check)
+    assert failed.returncode == 1 and "procesess" in failed.stdout and "nmae" not in failed.stdout
