@@ -266,3 +266,21 @@ def test_the_baseline_recipe_as_written(tmp_path):
     (tmp_path / "packs" / "legacy.conf").write_text(json.dumps(legacy))
     failed = run(check)
     assert failed.returncode == 1 and "procesess" in failed.stdout and "nmae" not in failed.stdout
+
+
+def test_the_fix_recipe_as_written(tmp_path):
+    block = block_with("sh", "osqsdk lint --fix packs/legacy.conf")
+    diff, fix = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    (tmp_path / "packs").mkdir()
+    pack = tmp_path / "packs" / "legacy.conf"
+    text = ('{\n  // kept\n  "queries": {"s": {"query": '
+            '"SELECT username FROM users WHERE shell = \\"/bin/sh\\"", "interval": 60}}\n}\n')
+    pack.write_text(text)
+    env = user_env()
+    shown = subprocess.run(["bash", "-c", diff], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 1 and "+  \"queries\"" in shown.stdout and pack.read_text() == text
+    done = subprocess.run(["bash", "-c", fix], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout
+    assert pack.read_text() == text.replace('\\"/bin/sh\\"', "'/bin/sh'")

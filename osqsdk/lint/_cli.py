@@ -68,6 +68,13 @@ def _progress_printer(stream: TextIO) -> Callable[[int, int], None]:
 @click.option("--skip-other-files", is_flag=True,
               help="Skip JSON/YAML files that are not osquery or Fleet documents even when "
                    "named on the command line (what the pre-commit hook does).")
+@click.option("--fix", "apply_fixes", is_flag=True,
+              help="Apply the safe fixes in place, then lint again.")
+@click.option("--unsafe-fixes", is_flag=True,
+              help="With --fix or --diff, also the fixes that change what runs.")
+@click.option("--diff", "show_diff", is_flag=True,
+              help="Print the fixes as a unified diff instead of applying them "
+                   "(exit 1 when there are any).")
 @click.option("--baseline", "baseline_file", type=click.Path(dir_okay=False),
               help="Hide the findings this baseline file records (see --write-baseline).")
 @click.option("--write-baseline", "write_baseline_file", type=click.Path(dir_okay=False),
@@ -97,7 +104,8 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
           hosts: int | None, fail_on: str | None, config_file: str | None, no_config: bool,
           exit_zero: bool, quiet: bool, statistics: bool, no_progress: bool,
           skip_other_files: bool, cost_report: bool, baseline_file: str | None,
-          write_baseline_file: str | None) -> int:
+          write_baseline_file: str | None, apply_fixes: bool = False,
+          unsafe_fixes: bool = False, show_diff: bool = False) -> int:
     from osqsdk.errors import SchemaError
     from osqsdk.lint._inputs import LintInputError
     from osqsdk.lint._runner import lint_paths, unknown_selectors
@@ -137,6 +145,37 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
     except (LintInputError, SchemaError) as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
+    notes = []
+    if apply_fixes or show_diff:
+        from osqsdk.lint._fix import plan_fixes
+
+        plan = plan_fixes(result, settings, unsafe=unsafe_fixes)
+        if show_diff:
+            click.echo(plan.diff(), nl=False)
+            click.echo(f"{plan.count()} fix{'es' if plan.count() != 1 else ''} would be applied"
+                       f" to {len(plan.texts)} file{'s' if len(plan.texts) != 1 else ''}.",
+                       err=True)
+            return 1 if plan.count() else 0
+        try:
+            plan.write()
+        except OSError as exc:
+            click.echo(f"error: {exc.filename}: cannot be written ({exc.strerror})", err=True)
+            return 2
+        if plan.rejected:
+            notes.append(f"{plan.rejected} offered fix{'es' if plan.rejected != 1 else ''} "
+                         "not applied: the edited file would not have read the same.")
+        if plan.count():
+            notes.append(f"Fixed {plan.count()} finding{'s' if plan.count() != 1 else ''} in "
+                         f"{len(plan.texts)} file{'s' if len(plan.texts) != 1 else ''}.")
+            result = lint_paths(targets, settings=settings, skip_other_files=skip_other_files)
+    else:
+        from osqsdk.lint._fix import fixable
+
+        safe, unsafe = fixable(result)
+        if safe:
+            notes.append(f"{safe} fixable with --fix.")
+        if unsafe:
+            notes.append(f"{unsafe} more fixable with --fix --unsafe-fixes.")
     findings = result.findings
     baseline = baseline_file or settings.baseline
     if write_baseline_file:
@@ -150,7 +189,6 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
         click.echo(f"Wrote {count} finding{'s' if count != 1 else ''} to {write_baseline_file}; "
                    f"lint with --baseline {write_baseline_file} to see only new ones.")
         return 0
-    notes = []
     if baseline:
         from osqsdk.lint._baseline import BaselineError, apply_baseline
 

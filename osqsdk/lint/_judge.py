@@ -113,6 +113,27 @@ class Judge:
                 break
         return verdicts
 
+    def program(self, sql: str) -> tuple[tuple[Any, ...], ...] | None:
+        """The bytecode SQLite compiles ``sql`` to (every statement's, without the comment
+        column), or None when it does not compile: two queries with the same program read
+        the same columns and compare with the same literals (``--fix`` relies on it)."""
+        out: list[tuple[Any, ...]] = []
+        for verdict in self.compile(sql):
+            if verdict.error is not None:
+                return None
+            text = sql[verdict.start:verdict.end]
+            if not _has_content(text):
+                continue
+            self._con.set_progress_handler(None)
+            try:
+                rows = self._con.execute("EXPLAIN " + text).fetchall()
+            except apsw.Error:
+                return None
+            finally:
+                self._con.set_progress_handler(lambda: True, 1000)
+            out.extend(tuple(row[1:7]) for row in rows)  # opcode, p1, p2, p3, p4, p5
+        return tuple(out)
+
     def _statement(self, sql: str, start: int, end: int) -> Verdict:
         text = sql[start:end]
         if "\x00" in text:  # osqueryd hands SQLite a C string: it would end the query there

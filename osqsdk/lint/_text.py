@@ -65,6 +65,11 @@ class SourceText:
         line = bisect.bisect_right(self._starts, offset) - 1
         return line + 1, offset - self._starts[line] + 1
 
+    def offset(self, line: int, column: int) -> int:
+        """Character offset of 1-based (``line``, ``column``), the inverse of ``position``."""
+        line = max(1, min(line, len(self._starts)))
+        return min(self._starts[line - 1] + max(column, 1) - 1, len(self.text))
+
     def line_text(self, line: int) -> str:
         """The text of 1-based ``line`` without its newline."""
         if line < 1 or line > len(self._starts):

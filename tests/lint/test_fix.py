@@ -1,0 +1,118 @@
+"""`osqsdk lint --fix` / `--diff`: only checked edits, and nothing else in the file moves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from osqsdk.cli import main
+from osqsdk.lint import lint_paths
+from tests.conftest import SHARED
+
+PACK = (
+    "\ufeff{\r\n"
+    "  // legacy pack: comments, CRLF and a BOM must survive\r\n"
+    '  "queries": {\r\n'
+    '    "shells": {\r\n'
+    '      "query": "SELECT username FROM users WHERE shell = \\"/bin/bash\\" OR '
+    'shell = \\"/bin/zsh\\";",\r\n'
+    '      "interval": 3600,\r\n'
+    '      "platform": ["linux", "darwin"]\r\n'
+    "    },\r\n"
+    '    "cols": {"query": "SELECT \\"uid\\" FROM users WHERE \\"username\\" = \\"root\\"", '
+    '"interval": 60}\r\n'
+    "  }\r\n"
+    "}\r\n"
+)
+
+
+@pytest.fixture
+def pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "legacy.conf"
+    path.write_bytes(PACK.encode("utf-8"))
+    monkeypatch.chdir(tmp_path)
+    return path
+
+
+def test_diff_shows_the_safe_fixes_and_changes_nothing(pack: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lint", "--diff", "legacy.conf"]) == 1
+    out, err = capsys.readouterr()
+    assert pack.read_bytes() == PACK.encode("utf-8")
+    removed = [line for line in out.splitlines() if line.startswith("-") and "---" not in line]
+    added = [line for line in out.splitlines() if line.startswith("+") and "+++" not in line]
+    assert len(removed) == len(added) == 2
+    assert "shell = '/bin/bash' OR shell = '/bin/zsh'" in added[0]
+    assert "\\\"username\\\" = 'root'" in added[1]  # real columns keep their quotes
+    assert "3 fixes would be applied to 1 file." in err
+    assert main(["lint", "--diff", "--unsafe-fixes", "legacy.conf"]) == 1
+    assert '+      "platform": "linux,darwin"' in capsys.readouterr().out
+
+
+def test_fix_changes_only_the_spans_and_lints_again(pack: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lint", "legacy.conf"]) == 1
+    assert "3 fixable with --fix." in capsys.readouterr().out
+    assert main(["lint", "--fix", "legacy.conf"]) == 1  # the platform list is still there
+    out = capsys.readouterr().out
+    assert "Fixed 3 findings in 1 file." in out and "OSQ007" in out and "OSQ108" not in out
+    expected = (PACK.replace('\\"/bin/bash\\"', "'/bin/bash'")
+                .replace('\\"/bin/zsh\\"', "'/bin/zsh'").replace('\\"root\\"', "'root'"))
+    assert pack.read_bytes() == expected.encode("utf-8")
+    assert main(["lint", "--fix", "--unsafe-fixes", "legacy.conf"]) == 0
+    expected = expected.replace('["linux", "darwin"]', '"linux,darwin"')
+    assert pack.read_bytes() == expected.encode("utf-8")
+    assert main(["lint", "--select", "ALL", "legacy.conf"]) in (0, 1)
+    assert "OSQ108" not in capsys.readouterr().out
+
+
+def test_a_fix_the_file_format_would_misread_is_not_applied(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # inside a single-quoted YAML scalar, ' must be written '': the plain edit would break
+    # the YAML, so the check refuses it and the file stays as it was
+    monkeypatch.chdir(tmp_path)
+    fleet = ("apiVersion: v1\nkind: query\nspec:\n  name: shells\n"
+             "  query: 'SELECT username FROM users WHERE shell = \"/bin/sh\"'\n")
+    (tmp_path / "q.yml").write_text(fleet)
+    assert main(["lint", "--fix", "q.yml"]) == 1
+    out = capsys.readouterr().out
+    assert "1 offered fix not applied" in out and "OSQ108" in out
+    assert (tmp_path / "q.yml").read_text() == fleet
+    # in a .sql file the same edit is fine
+    (tmp_path / "q.sql").write_text('-- shells\nSELECT username FROM users WHERE shell = "/bin/sh";\n')
+    assert main(["lint", "--fix", "q.sql"]) == 0
+    assert (tmp_path / "q.sql").read_text() == (
+        "-- shells\nSELECT username FROM users WHERE shell = '/bin/sh';\n")
+
+
+def test_fix_over_the_shared_corpora_adds_no_finding(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    corpora = SHARED / "corpora"
+    if not corpora.is_dir():
+        pytest.skip("the shared corpora are not here")
+    shutil.copytree(corpora, tmp_path / "corpora")
+    monkeypatch.chdir(tmp_path)
+
+    def keys() -> list[tuple[str, str, str, str]]:
+        return sorted((f.path, f.code, f.query or "", f.message)
+                      for f in lint_paths(["corpora"]).findings)
+
+    before = keys()
+    assert main(["lint", "--fix", "--exit-zero", "corpora"]) == 0
+    out = capsys.readouterr().out
+    after = keys()
+    fixed = [k for k in before if k[1] == "OSQ108"]
+    assert fixed and not [k for k in after if k[1] == "OSQ108" and k not in before]
+    assert set(after) <= set(before), set(after) - set(before)  # nothing new
+    assert f"Fixed {len(before) - len(after)} findings" in out
+    changed = [p for p in (tmp_path / "corpora").rglob("*") if p.is_file() and
+               p.read_bytes() != (corpora / p.relative_to(tmp_path / "corpora")).read_bytes()]
+    assert changed
+    for path in changed:
+        if path.suffix in (".json", ".conf"):
+            json.loads(path.read_text())  # still JSON (these have no comments)
