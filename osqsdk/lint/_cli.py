@@ -18,7 +18,7 @@ import click
 from osqsdk.lint._finding import SEVERITIES
 from osqsdk.lint._report import FORMATS, render
 
-__all__ = ["lint", "rule", "rules"]
+__all__ = ["lint", "lsp", "rule", "rules"]
 
 _CTX = {"help_option_names": ["-h", "--help"]}
 
@@ -260,4 +260,20 @@ def rules(fmt: str) -> int:
         return 0
     for r in ALL_RULES:
         click.echo(f"{r.code}  {r.name:<32} {r.severity:<8} {r.summary()}")
+    return 0
+
+
+@click.command("lsp", context_settings=_CTX)
+@click.option("--stdio", is_flag=True, help="Speak on stdin/stdout (the default; editors "
+                                            "pass it).")
+def lsp(stdio: bool) -> int:
+    """Run the linter as a language server on stdin/stdout: diagnostics, hover, completion
+    and fixes for osquery configs, packs, Fleet YAML and .sql files in the editor."""
+    try:
+        from osqsdk.lint._lsp import serve
+    except ImportError as exc:
+        click.echo(f"error: the language server needs pygls ({exc.name} is missing): "
+                   "pip install 'osqsdk[lsp]'", err=True)
+        return 2
+    serve()
     return 0
