@@ -26,6 +26,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "lint": ("osqsdk.lint._cli:lint", "Lint osquery packs, configs and queries."),
     "rule": ("osqsdk.lint._cli:rule", "Print the documentation of a lint rule."),
     "rules": ("osqsdk.lint._cli:rules", "List the lint rules."),
+    "pack": ("osqsdk.lint._cli:pack", "Build, unpack and change packs (.sql directories)."),
     "lsp": ("osqsdk.lint._cli:lsp", "Run the linter as a language server (stdio)."),
     "schema": ("osqsdk.schema._cli:schema", "Import and inspect osquery table schemas."),
     "loki": ("osqsdk.loki._cli:loki", "Ship osquery logs to Grafana Loki."),

@@ -284,3 +284,28 @@ def test_the_fix_recipe_as_written(tmp_path):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stdout
     assert pack.read_text() == text.replace('\\"/bin/sh\\"', "'/bin/sh'")
+
+
+def test_the_pack_directory_recipe_as_written(tmp_path):
+    import json
+    import shutil
+
+    block = block_with("sh", "osqsdk pack unpack packs/incident-response.conf")
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    shutil.copytree(ROOT / "packs", tmp_path / "packs")
+    env = user_env()
+    for command in commands:
+        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode in (0, 1), done.stderr  # 1: the linted output has findings
+        assert "Traceback" not in done.stderr
+    from osqsdk._osquery.config import parse_osquery_json
+
+    source = parse_osquery_json((tmp_path / "packs" / "incident-response.conf").read_text(),
+                                "incident-response.conf")
+    built = json.loads((tmp_path / "ir.conf").read_text())
+    assert set(built["queries"]) == set(source["queries"])
+    assert built["platform"] == source["platform"]
+    assert all(int(q.get("interval", 3600)) >= 600 for q in built["queries"].values())
+    lean = json.loads((tmp_path / "ir-lean.conf").read_text())["queries"]
+    assert set(lean) == set(source["queries"]) - {"authorized_keys"}

@@ -18,7 +18,7 @@ import click
 from osqsdk.lint._finding import SEVERITIES
 from osqsdk.lint._report import FORMATS, render
 
-__all__ = ["lint", "lsp", "rule", "rules"]
+__all__ = ["lint", "lsp", "pack", "rule", "rules"]
 
 _CTX = {"help_option_names": ["-h", "--help"]}
 
@@ -277,3 +277,135 @@ def lsp(stdio: bool) -> int:
         return 2
     serve()
     return 0
+
+
+@click.group("pack", context_settings=_CTX)
+def pack() -> None:
+    """Build packs from directories of .sql files, unpack them, change them in bulk."""
+
+
+def _lint_output(path: str) -> int:
+    """Lint a file just written, as `osqsdk lint` would; its exit code."""
+    from osqsdk.lint._runner import lint_paths
+    from osqsdk.lint._settings import SettingsError, find_pyproject, load_settings
+
+    try:
+        settings = load_settings(find_pyproject(os.path.dirname(os.path.abspath(path))))
+    except SettingsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    result = lint_paths([path], settings=settings)
+    documents = result.run.documents if result.run is not None else []
+    sources = {doc.path: doc.source.line_text for doc in documents}
+    click.echo(render(result.findings, "text", sources=sources), nl=False)
+    return result.exit_code(settings.fail_on)
+
+
+def _changes(options: dict[str, Any]) -> dict[str, Any]:
+    from osqsdk._osquery.config import parse_interval
+
+    out: dict[str, Any] = {}
+    for key in ("min_interval", "max_interval"):
+        raw = options.get(key)
+        if raw is not None:
+            value = parse_interval(raw)
+            if value is None or value <= 0:
+                raise click.BadParameter(f"not a number of seconds: {raw!r}",
+                                         param_hint=f"--{key.replace('_', '-')}")
+            out[key] = value
+    if options.get("platform"):
+        out["platform"] = options["platform"]
+    out["exclude"] = [n for v in options.get("exclude") or () for n in v.split(",") if n]
+    out["exclude_tags"] = [t for v in options.get("exclude_tags") or () for t in v.split(",")
+                           if t]
+    return out
+
+
+_CHANGE_OPTIONS = [
+    click.option("--min-interval", help="Raise every interval below this many seconds."),
+    click.option("--max-interval", help="Lower every interval above this many seconds."),
+    click.option("--platform", help="Keep only the queries that run on this platform."),
+    click.option("--exclude", multiple=True, help="Leave out these queries (names, "
+                                                  "comma-separated; repeatable)."),
+    click.option("--exclude-tags", multiple=True, help="Leave out the queries with these "
+                                                       "tags (-- tags: header)."),
+]
+
+
+def _with_changes(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_CHANGE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _finish(pack_fields: dict[str, Any], files: list[Any], output: str,
+            options: dict[str, Any]) -> int:
+    from osqsdk.lint._packtool import PackToolError, apply_changes, write_pack
+
+    kept, said = apply_changes(files, pack_platform=pack_fields.get("platform"),
+                               **_changes(options))
+    for line in said:
+        click.echo(line, err=True)
+    try:
+        write_pack(pack_fields, kept, output)
+    except PackToolError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    click.echo(f"wrote {output}: {len(kept)} quer{'ies' if len(kept) != 1 else 'y'}", err=True)
+    return _lint_output(output)
+
+
+@pack.command("build", context_settings=_CTX)
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The pack file to write.")
+@_with_changes
+def pack_build(directory: str, output: str, **options: Any) -> int:
+    """Make a pack from DIRECTORY's .sql files (-- interval:, -- platform: ... headers),
+    then lint it. Exit codes: 0 clean, 1 findings, 2 bad input."""
+    from osqsdk.lint._packtool import PackToolError, build_pack
+
+    try:
+        fields, files = build_pack(directory)
+    except PackToolError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    return _finish(fields, files, output, options)
+
+
+@pack.command("unpack", context_settings=_CTX)
+@click.argument("pack_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="The directory to write one .sql file per query into.")
+@click.option("--replace", is_flag=True, help="Write over .sql files already there.")
+def pack_unpack(pack_file: str, output: str, replace: bool) -> int:
+    """Write one .sql file per query of PACK_FILE into a directory (headers for its fields).
+    Exit codes: 0 written, 2 bad input."""
+    from osqsdk.lint._packtool import PackToolError, read_pack, unpack_pack
+
+    try:
+        fields, files = read_pack(pack_file)
+        written = unpack_pack(fields, files, output, replace=replace)
+    except PackToolError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    click.echo(f"wrote {len(written)} files to {output}")
+    return 0
+
+
+@pack.command("apply", context_settings=_CTX)
+@click.argument("pack_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The pack file to write (may be PACK_FILE itself).")
+@_with_changes
+def pack_apply(pack_file: str, output: str, **options: Any) -> int:
+    """Bulk changes to a pack (intervals, platform, exclusions), then lint the result.
+    Exit codes: 0 clean, 1 findings, 2 bad input."""
+    from osqsdk.lint._packtool import PackToolError, read_pack
+
+    try:
+        fields, files = read_pack(pack_file)
+    except PackToolError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    return _finish(fields, files, output, options)

@@ -1,0 +1,329 @@
+"""``osqsdk pack build|unpack|apply``: packs to and from directories of ``.sql`` files, and
+bulk changes, each output linted.
+
+A query file is a header of ``-- key: value`` comment lines, then the SQL (the layout
+osquery-defense-kit uses and chainguard's osqtool reads; docs/lint.md §1.11)::
+
+    -- interval: 3600
+    -- platform: linux
+    -- tags: persistence
+    SELECT ...
+
+Header keys that are osquery pack query fields (``interval``, ``platform``, ``version``,
+``shard``, ``snapshot``, ``removed``, ``denylist``, ``description``, ``value``) become those
+fields; ``name`` overrides the file name as the query's name; ``tags`` (space or comma
+separated) select queries for ``--exclude-tags``; other keys and other comment lines are
+documentation and are not carried into the pack. A pack's own fields (``platform``,
+``version``, ``shard``, ``discovery``, and any other) live in ``_pack.json`` beside the
+query files.
+
+Untrusted input stays inside its bounds: ``unpack`` writes only new files directly inside
+its output directory (names that are not plain file names get a safe file name and a
+``-- name:`` header), never follows a symlink there, and refuses a directory that already
+holds query files unless told to replace them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from osqsdk._osquery.config import (
+    MAX_CONFIG_BYTES,
+    ConfigProblem,
+    parse_interval,
+    parse_osquery_json,
+)
+
+__all__ = ["PackToolError", "QueryFile", "apply_changes", "build_pack", "read_pack",
+           "unpack_pack", "write_pack"]
+
+PACK_FIELDS_FILE = "_pack.json"
+_HEADER = re.compile(r"^\s*--\s*([A-Za-z][A-Za-z0-9_ -]*?)\s*:\s*(.*?)\s*$")
+_QUERY_FIELDS = ("interval", "platform", "version", "shard", "snapshot", "removed",
+                 "denylist", "description", "value")
+_BOOLS = ("snapshot", "removed", "denylist")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+_MAX_FILES = 10_000
+
+
+class PackToolError(Exception):
+    """Input that cannot become a pack (or a directory): the message names file and cause."""
+
+
+@dataclass
+class QueryFile:
+    name: str
+    sql: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    source: str = ""
+
+
+def _header_value(key: str, raw: str, where: str) -> Any:
+    if key == "interval":
+        value = parse_interval(raw)
+        if value is None or value <= 0:
+            raise PackToolError(f"{where}: interval: not a number of seconds: {raw!r}")
+        return value
+    if key == "shard":
+        if not raw.isdigit() or not 1 <= int(raw) <= 100:
+            raise PackToolError(f"{where}: shard: must be a whole number from 1 to 100")
+        return int(raw)
+    if key in _BOOLS:
+        if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise PackToolError(f"{where}: {key}: must be true or false, not {raw!r}")
+        return raw.lower() in ("true", "1", "yes")
+    return _name_value(raw)
+
+
+def read_query_file(path: Path, display: str) -> QueryFile:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PackToolError(f"{display}: cannot be read ({exc.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise PackToolError(f"{display}: larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise PackToolError(f"{display}: not UTF-8 text") from None
+    lines = text.splitlines()
+    headers: dict[str, str] = {}
+    body_start = len(lines)
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("--"):
+            body_start = number
+            break
+        m = _HEADER.match(line)
+        if m:
+            headers[m.group(1).strip().lower().replace(" ", "_")] = m.group(2)
+    sql = "\n".join(lines[body_start:]).strip()
+    if not sql:
+        raise PackToolError(f"{display}: no SQL after its header")
+    fields = {}
+    for key in _QUERY_FIELDS:
+        if key in headers:
+            fields[key] = _header_value(key, headers[key], f"{display}: -- {key}")
+    name = _name_value(headers["name"]) if headers.get("name") else path.stem
+    tags = tuple(t for t in re.split(r"[\s,]+", headers.get("tags", "")) if t)
+    return QueryFile(name, sql, fields, tags, display)
+
+
+def build_pack(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], list[QueryFile]]:
+    """The pack a directory of ``.sql`` files (and its ``_pack.json``) makes."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise PackToolError(f"{root}: not a directory")
+    paths = sorted(p for p in root.rglob("*.sql") if p.is_file() and not p.is_symlink())
+    if len(paths) > _MAX_FILES:
+        raise PackToolError(f"{root}: more than {_MAX_FILES} .sql files")
+    if not paths:
+        raise PackToolError(f"{root}: no .sql files")
+    files: list[QueryFile] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        query = read_query_file(path, str(path))
+        if query.name in seen:
+            raise PackToolError(f"{path}: query name {query.name!r} is also used by "
+                                f"{seen[query.name]}")
+        seen[query.name] = str(path)
+        files.append(query)
+    pack: dict[str, Any] = {}
+    extra = root / PACK_FIELDS_FILE
+    if extra.is_file():
+        try:
+            fields = parse_osquery_json(extra.read_text(encoding="utf-8"), str(extra))
+        except (OSError, UnicodeDecodeError, ConfigProblem) as exc:
+            raise PackToolError(f"{extra}: {exc}") from None
+        if "queries" in fields:
+            raise PackToolError(f"{extra}: not pack fields: queries (the queries are the "
+                                ".sql files)")
+        pack.update(fields)
+    return pack, files
+
+
+def read_pack(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[QueryFile]]:
+    """A pack file as its own fields and its queries."""
+    file = Path(path)
+    try:
+        if file.stat().st_size > MAX_CONFIG_BYTES:
+            raise PackToolError(f"{file}: larger than {MAX_CONFIG_BYTES} bytes")
+        data = parse_osquery_json(file.read_text(encoding="utf-8"), str(file))
+    except OSError as exc:
+        raise PackToolError(f"{file}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise PackToolError(f"{file}: not UTF-8 text") from None
+    except ConfigProblem as exc:
+        raise PackToolError(str(exc)) from None
+    queries = data.get("queries")
+    if not isinstance(queries, dict):
+        raise PackToolError(f"{file}: a pack needs a \"queries\" object")
+    pack = {k: v for k, v in data.items() if k != "queries"}
+    files = []
+    for name, body in queries.items():
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            raise PackToolError(f"{file}: queries.{name}: needs a \"query\" string")
+        fields = {k: v for k, v in body.items() if k != "query"}
+        files.append(QueryFile(name, body["query"], fields, (), f"{file}: queries.{name}"))
+    return pack, files
+
+
+def apply_changes(files: Iterable[QueryFile], *, min_interval: int | None = None,
+                  max_interval: int | None = None, platform: str | None = None,
+                  exclude: Iterable[str] = (), exclude_tags: Iterable[str] = (),
+                  pack_platform: Any = None) -> tuple[list[QueryFile], list[str]]:
+    """Bulk changes: intervals clamped to [min, max] (a query without one gets osquery's
+    default, 3600 s, clamped), queries that never run on ``platform`` dropped, queries
+    excluded by name or tag. ``pack_platform`` is the pack's own ``platform``. Returns the
+    queries kept and what was done, one line each."""
+    from osqsdk.lint._platform import intersect, matching
+
+    excluded, tags = set(exclude), set(exclude_tags)
+    kept, said = [], []
+    wanted = matching(platform) if platform else None
+    if wanted is not None and isinstance(pack_platform, str):
+        wanted = intersect(wanted, matching(pack_platform))
+    for query in files:
+        if query.name in excluded:
+            said.append(f"{query.name}: excluded by name")
+            continue
+        hit = tags.intersection(query.tags)
+        if hit:
+            said.append(f"{query.name}: excluded by tag {', '.join(sorted(hit))}")
+            continue
+        own = query.fields.get("platform")
+        runs_on = intersect(matching(own if isinstance(own, str) else None), wanted)
+        if wanted is not None and runs_on is not None and not runs_on:  # never
+            said.append(f"{query.name}: dropped, never runs on {platform}")
+            continue
+        fields = dict(query.fields)
+        if min_interval is not None or max_interval is not None:
+            current = parse_interval(fields.get("interval", 3600)) or 3600
+            new = max(current, min_interval or 0)
+            new = min(new, max_interval) if max_interval else new
+            if new != current or "interval" not in fields:
+                fields["interval"] = new
+                if new != current:
+                    said.append(f"{query.name}: interval {current} -> {new}")
+        kept.append(QueryFile(query.name, query.sql, fields, query.tags, query.source))
+    return kept, said
+
+
+def write_pack(pack: dict[str, Any], files: Iterable[QueryFile],
+               output: str | os.PathLike[str]) -> None:
+    out = {**pack, "queries": {q.name: {"query": q.sql, **q.fields} for q in files}}
+    target = Path(output)
+    if target.exists() and not target.is_file():
+        raise PackToolError(f"{target}: exists and is not a regular file")
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        partial.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n",
+                           encoding="utf-8")
+        os.replace(partial, target)
+    except OSError as exc:
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise PackToolError(f"{target}: cannot be written ({exc.strerror})") from None
+
+
+def _file_name(name: str, taken: set[str]) -> str:
+    base = name if _SAFE_NAME.match(name) and name not in (".", "..") else \
+        re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:100] or "query"
+    candidate, n = base, 1
+    while candidate.lower() in taken:
+        n += 1
+        candidate = f"{base}-{n}"
+    taken.add(candidate.lower())
+    return candidate + ".sql"
+
+
+def _name_value(raw: str) -> str:
+    """A text header: as written, or a JSON string (for spaces at either end)."""
+    if raw.startswith('"'):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return raw
+        if isinstance(value, str):
+            return value
+    return raw
+
+
+def _without_leading_comments(sql: str) -> str:
+    lines = sql.splitlines()
+    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
+        lines.pop(0)
+    return "\n".join(lines).strip()
+
+
+def _header_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if isinstance(value, str) and (text != text.strip() or text.startswith('"')):
+        return json.dumps(text)  # read back by _name_value
+    return text
+
+
+def unpack_pack(pack: dict[str, Any], files: list[QueryFile],
+                directory: str | os.PathLike[str], *, replace: bool = False) -> list[Path]:
+    """Write one ``.sql`` file per query (and ``_pack.json``) into ``directory``."""
+    root = Path(directory)
+    if root.is_symlink():
+        raise PackToolError(f"{root}: is a symbolic link; give a real directory")
+    root.mkdir(parents=True, exist_ok=True)
+    existing = [p for p in root.glob("*.sql")]
+    if existing and not replace:
+        raise PackToolError(f"{root}: already holds {len(existing)} .sql files; "
+                            "use --replace to write over them")
+    written: list[Path] = []
+    taken: set[str] = set()
+    for query in files:
+        file_name = _file_name(query.name, taken)
+        header = []
+        if file_name != f"{query.name}.sql":
+            header.append(f"-- name: {_header_text(query.name)}")
+        for key, value in query.fields.items():
+            text = _header_text(value)
+            if key not in _QUERY_FIELDS or "\n" in text or "\r" in text:
+                raise PackToolError(f"{query.source}: field {key!r} cannot be written as a "
+                                    "-- header line")
+            header.append(f"-- {key}: {text}")
+        if "\n" in query.name or "\r" in query.name:
+            raise PackToolError(f"{query.source}: the query name has a line break")
+        sql = query.sql.strip()
+        text = "\n".join(header) + ("\n" if header else "") + sql + "\n"
+        path = root / file_name
+        if path.is_symlink():
+            raise PackToolError(f"{path}: is a symbolic link; not written through")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(path, flags, 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise PackToolError(f"{path}: cannot be written ({exc.strerror})") from None
+        back = read_query_file(path, str(path))
+        # comment lines before the SQL read as the file's header: documentation, not SQL
+        if back.name != query.name or back.sql != _without_leading_comments(sql) or \
+                {k: _header_text(v) for k, v in back.fields.items()} != \
+                {k: _header_text(v) for k, v in query.fields.items()}:
+            raise PackToolError(f"{query.source}: would not read back the same from {path}")
+        written.append(path)
+    if pack:  # the pack's own fields (platform, version, shard, discovery, ...)
+        extra = dict(pack)
+        (root / PACK_FIELDS_FILE).write_text(json.dumps(extra, indent=2) + "\n")
+        written.append(root / PACK_FIELDS_FILE)
+    return written
+
+

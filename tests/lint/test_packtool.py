@@ -1,0 +1,153 @@
+"""`osqsdk pack build|unpack|apply`: packs to .sql directories and back, bulk changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from osqsdk._osquery.config import parse_interval, parse_osquery_json
+from osqsdk.cli import main
+from tests.conftest import SHARED
+
+CORPUS_PACKS = sorted((SHARED / "corpora" / "osquery" / "packs").glob("*.conf")) + \
+    sorted((SHARED / "corpora" / "osquery-attck").rglob("*.conf"))
+
+
+def normalized(pack: dict) -> dict:
+    """A pack as osqueryd reads it: intervals as numbers (osquery takes "60" and 60)."""
+    out = {k: v for k, v in pack.items() if k != "queries"}
+    out["queries"] = {name: {k: (parse_interval(v) if k == "interval" else v)
+                             for k, v in body.items()}
+                      for name, body in pack["queries"].items()}
+    return out
+
+
+@pytest.mark.parametrize("source", CORPUS_PACKS, ids=lambda p: p.name)
+def test_unpack_then_build_gives_the_same_pack(source: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    original = parse_osquery_json(source.read_text(), str(source))
+    assert main(["pack", "unpack", str(source), "-o", str(tmp_path / "dir")]) == 0
+    sql_files = list((tmp_path / "dir").glob("*.sql"))
+    assert len(sql_files) == len(original["queries"])
+    assert main(["pack", "build", str(tmp_path / "dir"), "-o", str(tmp_path / "p.conf")]) in (0, 1)
+    rebuilt = json.loads((tmp_path / "p.conf").read_text())
+    for body in original["queries"].values():  # leading SQL comments become documentation
+        body["query"] = body["query"].strip()
+    assert normalized(rebuilt) == normalized(original)
+
+
+DEFENSE_KIT_STYLE = """-- Unexpected programs listening on a network port
+--
+-- references:
+--   * https://attack.mitre.org/techniques/T1571/
+--
+-- false positives:
+--   * developers running servers
+--
+-- tags: transient state net often
+-- interval: 300
+-- platform: darwin
+SELECT pid, port
+FROM listening_ports
+WHERE port != 0;
+"""
+
+
+def test_a_directory_in_osquery_defense_kit_style(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    queries = tmp_path / "detection"
+    (queries / "net").mkdir(parents=True)
+    (queries / "net" / "unexpected-listener.sql").write_text(DEFENSE_KIT_STYLE)
+    (queries / "slow.sql").write_text("-- tags: persistent\n-- interval: 10\n"
+                                      "SELECT username FROM users;\n")
+    (queries / "_pack.json").write_text('{"platform": "posix", "version": "5.0.0"}\n')
+    assert main(["pack", "build", str(queries), "-o", str(tmp_path / "p.conf")]) == 0
+    pack = json.loads((tmp_path / "p.conf").read_text())
+    assert pack["platform"] == "posix" and pack["version"] == "5.0.0"
+    assert pack["queries"]["unexpected-listener"] == {
+        "query": "SELECT pid, port\nFROM listening_ports\nWHERE port != 0;",
+        "interval": 300, "platform": "darwin"}
+    assert main(["pack", "build", str(queries), "-o", str(tmp_path / "q.conf"),
+                 "--exclude-tags", "net", "--min-interval", "60"]) == 0
+    err = capsys.readouterr().err
+    assert "unexpected-listener: excluded by tag net" in err and "slow: interval 10 -> 60" in err
+    assert json.loads((tmp_path / "q.conf").read_text())["queries"] == {
+        "slow": {"query": "SELECT username FROM users;", "interval": 60}}
+
+
+def test_apply_changes_and_lints_the_result(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    pack = {"queries": {
+        "mac": {"query": "SELECT * FROM alf", "interval": 30, "platform": "darwin"},
+        "any": {"query": "SELECT pid FROM processes", "interval": "7200"},
+        "gone": {"query": "SELECT 1", "interval": 60}}}
+    (tmp_path / "p.conf").write_text(json.dumps(pack))
+    out = tmp_path / "linux.conf"
+    assert main(["pack", "apply", str(tmp_path / "p.conf"), "-o", str(out), "--platform",
+                 "linux", "--min-interval", "3600", "--exclude", "gone"]) == 0
+    assert json.loads(out.read_text())["queries"] == {
+        "any": {"query": "SELECT pid FROM processes", "interval": "7200"}}  # as it was
+    err = capsys.readouterr().err
+    assert "mac: dropped, never runs on linux" in err and "gone: excluded by name" in err
+    # the pack's own platform counts too
+    (tmp_path / "mac.conf").write_text(json.dumps({"platform": "darwin", **pack}))
+    assert main(["pack", "apply", str(tmp_path / "mac.conf"), "-o", str(out), "--platform",
+                 "linux"]) == 0
+    assert json.loads(out.read_text())["queries"] == {}
+    capsys.readouterr()
+    # the result is linted: a bad query in the output fails the command
+    pack["queries"]["any"]["query"] = "SELECT pid FROM procesess"
+    (tmp_path / "p.conf").write_text(json.dumps(pack))
+    assert main(["pack", "apply", str(tmp_path / "p.conf"), "-o", str(out)]) == 1
+    assert "procesess" in capsys.readouterr().out
+
+
+def test_hostile_names_stay_inside_the_directory_and_round_trip(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    names = ["../../escape", "a/b", "..", "CON", "con", "x" * 300, "naïve café"]
+    pack = {"queries": {n: {"query": f"SELECT {i} AS n", "interval": 60}
+                        for i, n in enumerate(names)}}
+    (tmp_path / "p.conf").write_text(json.dumps(pack))
+    out = tmp_path / "inside"
+    assert main(["pack", "unpack", str(tmp_path / "p.conf"), "-o", str(out)]) == 0
+    assert {p.parent for p in tmp_path.rglob("*.sql")} == {out}
+    assert len(list(out.glob("*.sql"))) == len(names)
+    assert not (tmp_path / "escape.sql").exists() and not (tmp_path.parent / "escape.sql").exists()
+    assert main(["pack", "build", str(out), "-o", str(tmp_path / "back.conf")]) in (0, 1)
+    assert set(json.loads((tmp_path / "back.conf").read_text())["queries"]) == set(names)
+
+
+def test_unpack_never_writes_through_a_symlink_or_over_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "p.conf").write_text(json.dumps(
+        {"queries": {"victim": {"query": "SELECT 1", "interval": 60}}}))
+    out = tmp_path / "out"
+    out.mkdir()
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    (out / "victim.sql").symlink_to(precious)
+    assert main(["pack", "unpack", str(tmp_path / "p.conf"), "-o", str(out)]) == 2
+    assert "already holds 1 .sql files" in capsys.readouterr().err
+    assert main(["pack", "unpack", str(tmp_path / "p.conf"), "-o", str(out), "--replace"]) == 2
+    assert "symbolic link" in capsys.readouterr().err
+    assert precious.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(("files", "said"), [
+    ({"a.sql": "-- interval: soon\nSELECT 1;"}, "a.sql: -- interval: interval: not a number"),
+    ({"a.sql": "-- name: x\nSELECT 1;", "b.sql": "-- name: x\nSELECT 2;"},
+     "query name 'x' is also used by"),
+    ({"a.sql": "-- just a comment\n"}, "a.sql: no SQL after its header"),
+    ({"a.sql": b"\xff\xfe".decode("latin-1")}, "a.sql: not UTF-8"),
+    ({"_pack.json": '{"queries": {}}', "a.sql": "SELECT 1;"}, "not pack fields: queries"),
+])
+def test_bad_query_directories_are_one_line_errors(files: dict, said: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    for name, text in files.items():
+        data = text.encode("latin-1") if "not UTF-8" in said else text.encode()
+        (tmp_path / name).write_bytes(data)
+    assert main(["pack", "build", str(tmp_path), "-o", str(tmp_path / "out.conf")]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
