@@ -186,12 +186,15 @@ def test_loki_artifact_ships_to_the_receiver_from_an_empty_environment(loki_arti
                                                                        tmp_path, procs):
     placed = on_empty_host(loki_artifact, tmp_path)
     spool = tmp_path / "spool"
-    with LokiReceiver() as receiver:
+    # The .ext runs with an empty environment, so under CI's faketime runs it keeps the
+    # real clock while this test's receiver has the moved one: time limits off on both sides.
+    with LokiReceiver(reject_old_samples_max_age=None, creation_grace_period=None,
+                      out_of_order_window=None) as receiver:
         # osqueryd passes its own flags; the Loki settings come as the extension's extra
         # flags (--loki-*) because the environment must stay empty
         argv = [str(placed), "--socket", manager.socket_path, "--interval", "0.3",
                 "--loki-url", receiver.url, "--loki-spool-dir", str(spool),
-                "--loki-batch-wait", "50ms"]
+                "--loki-batch-wait", "50ms", "--loki-max-age", "0", "--loki-max-future", "0"]
         proc = subprocess.Popen(argv, env={}, cwd=placed.parent, stderr=subprocess.PIPE,
                                 text=True)
         procs.append(proc)
