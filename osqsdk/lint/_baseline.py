@@ -83,6 +83,8 @@ def read_baseline(file: str | os.PathLike[str]) -> collections.Counter[_Key]:
         raise BaselineError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise BaselineError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
+    except RecursionError:
+        raise BaselineError(f"{path}: nested too deeply to be a baseline") from None
     if not isinstance(data, dict) or data.get("osqsdk-lint-baseline") != BASELINE_VERSION \
             or not isinstance(data.get("findings"), list):
         raise BaselineError(f"{path}: not an osqsdk lint baseline (version "
@@ -93,7 +95,8 @@ def read_baseline(file: str | os.PathLike[str]) -> collections.Counter[_Key]:
                   for k in ("path", "code", "query", "message", "count"))
         p, c, q, m, n = fields
         if not (isinstance(p, str) and isinstance(c, str) and isinstance(m, str)
-                and (q is None or isinstance(q, str)) and isinstance(n, int) and n > 0):
+                and (q is None or isinstance(q, str)) and isinstance(n, int)
+                and not isinstance(n, bool) and n > 0):
             raise BaselineError(f"{path}: findings[{index}] needs path, code, message (text), "
                                 "query (text or null) and count (a positive integer)")
         counts[(p, c, q or "", m)] += n

@@ -162,8 +162,13 @@ def _lint(paths: tuple[str, ...], fmt: str | None, select: str | None,
             click.echo(f"error: {exc.filename}: cannot be written ({exc.strerror})", err=True)
             return 2
         if plan.rejected:
+            why = plan.reasons
+            parts = [text for n, text in (
+                (why.compile, "the query does not compile, so no check can be made"),
+                (why.meaning, "SQLite would compile the edited query differently"),
+                (why.format, "the file would not read the same")) if n]
             notes.append(f"{plan.rejected} offered fix{'es' if plan.rejected != 1 else ''} "
-                         "not applied: the edited file would not have read the same.")
+                         f"not applied: {'; '.join(parts)}.")
         if plan.count():
             notes.append(f"Fixed {plan.count()} finding{'s' if plan.count() != 1 else ''} in "
                          f"{len(plan.texts)} file{'s' if len(plan.texts) != 1 else ''}.")

@@ -54,6 +54,7 @@ class FixPlan:
     fixes: dict[str, list[Fix]]
     texts: dict[str, tuple[str, str]]  # path -> (old text, new text)
     rejected: int  # fixes offered by a rule but refused by the check
+    reasons: Any = None  # _Rejected: why
 
     def count(self) -> int:
         return sum(len(v) for v in self.fixes.values())
@@ -71,15 +72,22 @@ class FixPlan:
         """Write every changed file in place (its BOM kept); the paths written."""
         written = []
         for path, (_, new) in sorted(self.texts.items()):
-            with open(path, "rb") as fh:
+            real = os.path.realpath(path)  # a symlink stays a symlink: its target is fixed
+            with open(real, "rb") as fh:
                 bom = fh.read(3) == b"\xef\xbb\xbf"
             data = (b"\xef\xbb\xbf" if bom else b"") + new.encode("utf-8", "surrogateescape")
-            partial = f"{path}.osqsdk-fix"
-            mode = os.stat(path).st_mode & 0o7777
-            with open(partial, "wb") as fh:
-                fh.write(data)
-            os.chmod(partial, mode)
-            os.replace(partial, path)
+            st = os.stat(real)
+            if st.st_nlink > 1:
+                # a hard-linked file is written in place, so every name sees the fix
+                with open(real, "r+b") as fh:
+                    fh.write(data)
+                    fh.truncate()
+            else:
+                partial = f"{real}.osqsdk-fix"
+                with open(partial, "wb") as fh:
+                    fh.write(data)
+                os.chmod(partial, st.st_mode & 0o7777)
+                os.replace(partial, real)
             written.append(path)
         return written
 
@@ -88,8 +96,6 @@ def _quoted_fix(doc: Document, f: Finding) -> Fix | None:
     text = doc.source.text
     start = doc.source.offset(f.line, f.column)
     end = doc.source.offset(f.end_line, f.end_column)
-    if text[start:start + 2] == '\\"' and text[end - 1:end + 1] == '\\"':
-        end += 1  # the finding ends at the last SQL character, which the file escapes
     span = text[start:end]
     for quote in ('\\"', '"'):  # inside a JSON string, or raw (YAML block, .sql)
         if len(span) > 2 * len(quote) and span.startswith(quote) and span.endswith(quote):
@@ -129,33 +135,34 @@ def _apply(text: str, fixes: Iterable[Fix]) -> str:
     return text
 
 
-def _records(doc_path: str, text: str) -> dict[tuple[Any, ...], Any] | None:
-    """The queries of ``text`` parsed as the file at ``doc_path``, by where they sit."""
+def _records(doc_path: str, text: str) -> tuple[dict[tuple[Any, ...], Any], int]:
+    """The queries of ``text`` parsed as the file at ``doc_path``, by where they sit, and
+    how many documents in it do not parse."""
     from osqsdk.lint._inputs import Loader
 
     loader = Loader([])
     loaded = loader.load_text(doc_path, text)
-    if loaded is None or any(r.rule.code in ("OSQ002", "OSQ003", "OSQ004") for r in
-                             loader.reports):
-        return None
-    return {(rec.kind, rec.path): rec for rec in loaded.queries}
+    broken = sum(1 for r in loader.reports if r.rule.code in ("OSQ002", "OSQ003", "OSQ004"))
+    if loaded is None:
+        return {}, broken + 1
+    return {(rec.kind, rec.path): rec for rec in loaded.queries}, broken
 
 
-def _same_meaning(before: dict[tuple[Any, ...], Any], after: dict[tuple[Any, ...], Any],
-                  judge: Any) -> bool:
-    if before.keys() != after.keys():
-        return False
-    for key, old in before.items():
-        new = after[key]
-        if old.sql != new.sql:
-            a, b = judge.program(old.sql), judge.program(new.sql)
-            if a is None or a != b:
-                return False
-    return True
+@dataclass
+class _Rejected:
+    compile: int = 0   # the query does not compile, so no check can be made
+    meaning: int = 0   # SQLite compiles the edited query differently
+    format: int = 0    # the file would not read the same (e.g. a YAML quoting rule)
+
+    def total(self) -> int:
+        return self.compile + self.meaning + self.format
 
 
 def plan_fixes(result: LintResult, settings: Settings, *, unsafe: bool = False) -> FixPlan:
-    """The fixes for ``result``'s findings that pass the check, file by file."""
+    """The fixes for ``result``'s findings that pass the check, file by file.
+
+    All the fixes of a file are applied and checked together, with one parse of the edited
+    text; a query whose check fails loses its fixes and the rest are checked again."""
     from osqsdk.lint._runner import _Engine
 
     documents = {doc.path: doc for doc in (result.run.documents if result.run else [])
@@ -172,30 +179,76 @@ def plan_fixes(result: LintResult, settings: Settings, *, unsafe: bool = False) 
         fix = fixer(doc, f)
         if fix is not None and (fix.safe or unsafe):
             by_path.setdefault(f.path, []).append(fix)
+    rejected = _Rejected()
     for path, fixes in by_path.items():
         doc = documents[path]
-        before = _records(path, doc.source.text)
-        if before is None:
-            plan.rejected += len(fixes)
-            continue
-        judge = engine.judge(engine.schema_for(doc))
-        text, kept = doc.source.text, list[Fix]()
-        # one at a time, from the end of the file, each checked on the text so far
-        for fix in sorted(fixes, key=lambda x: x.start, reverse=True):
-            if kept and fix.end > kept[-1].start:
-                plan.rejected += 1  # overlaps one already kept
-                continue
-            candidate = _apply(text, [fix])
-            after = _records(path, candidate)
-            if after is not None and _same_meaning(before, after, judge):
-                text, before = candidate, after
-                kept.append(fix)
-            else:
-                plan.rejected += 1
+        kept = _check_file(doc, fixes, engine.judge(engine.schema_for(doc)), rejected)
         if kept:
             plan.fixes[path] = kept
-            plan.texts[path] = (doc.source.text, text)
+            plan.texts[path] = (doc.source.text, _apply(doc.source.text, kept))
+    plan.rejected = rejected.total()
+    plan.reasons = rejected
     return plan
+
+
+def _owner(doc: Document, records: dict[tuple[Any, ...], Any], fix: Fix) -> Any:
+    """The record whose text holds the fix (None: a document field, not a query)."""
+    for key, rec in records.items():
+        span = (0, len(doc.source.text)) if doc.kind == "sql" else \
+            doc.span(rec.object_path or rec.path)
+        if span is not None and span[0] <= fix.start < span[1]:
+            return key
+    return None
+
+
+def _check_file(doc: Document, fixes: list[Fix], judge: Any, rejected: _Rejected) -> list[Fix]:
+    before, broken = _records(doc.path, doc.source.text)
+    ordered: list[Fix] = []
+    for fix in sorted(fixes, key=lambda x: x.start):
+        if ordered and fix.start < ordered[-1].end:
+            rejected.format += 1  # overlaps the one before
+            continue
+        ordered.append(fix)
+    groups: dict[Any, list[Fix]] = {}
+    for fix in ordered:
+        groups.setdefault(_owner(doc, before, fix), []).append(fix)
+    while groups:
+        kept = [fix for group in groups.values() for fix in group]
+        after, broken_after = _records(doc.path, _apply(doc.source.text, kept))
+        if broken_after != broken or after.keys() != before.keys():
+            if len(groups) == 1:
+                rejected.format += len(kept)
+                return []
+            # find the group that breaks the file: each one alone
+            for key in list(groups):
+                alone, n = _records(doc.path, _apply(doc.source.text, groups[key]))
+                if n != broken or alone.keys() != before.keys():
+                    rejected.format += len(groups.pop(key))
+            continue
+        bad = []
+        for key, rec in before.items():
+            new = after[key]
+            if rec.sql == new.sql and rec.fields == new.fields:
+                continue
+            if key not in groups:
+                bad.append((key, "format"))  # changed by a fix that is not its own
+                continue
+            if rec.sql == new.sql:
+                continue  # a field of the query changed (the platform fix)
+            old_program = judge.program(rec.sql)
+            if old_program is None:
+                bad.append((key, "compile"))
+            elif old_program != judge.program(new.sql):
+                bad.append((key, "meaning"))
+        if not bad:
+            return sorted(kept, key=lambda x: x.start)
+        for key, why in bad:
+            lost = groups.pop(key, [])
+            if not lost:  # a change nobody owns: give up on the file
+                rejected.format += sum(len(g) for g in groups.values())
+                return []
+            setattr(rejected, why, getattr(rejected, why) + len(lost))
+    return []
 
 
 def fixable(result: LintResult) -> tuple[int, int]:

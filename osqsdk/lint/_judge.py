@@ -115,8 +115,9 @@ class Judge:
 
     def program(self, sql: str) -> tuple[tuple[Any, ...], ...] | None:
         """The bytecode SQLite compiles ``sql`` to (every statement's, without the comment
-        column), or None when it does not compile: two queries with the same program read
-        the same columns and compare with the same literals (``--fix`` relies on it)."""
+        column) and its result column names, or None when it does not compile: two queries
+        with the same program read the same columns, compare with the same literals and
+        name their results the same (``--fix`` relies on it)."""
         out: list[tuple[Any, ...]] = []
         for verdict in self.compile(sql):
             if verdict.error is not None:
@@ -132,7 +133,25 @@ class Judge:
             finally:
                 self._con.set_progress_handler(lambda: True, 1000)
             out.extend(tuple(row[1:7]) for row in rows)  # opcode, p1, p2, p3, p4, p5
+            # and the names of the result columns, which osquery's rows are keyed by
+            out.append(("result columns", *self._result_names(text)))
         return tuple(out)
+
+    def _result_names(self, text: str) -> tuple[str, ...]:
+        cursor = self._con.cursor()
+        cursor.exec_trace = _stop
+        try:
+            cursor.execute(text)
+        except apsw.ExecTraceAbort:
+            pass
+        except apsw.Error:
+            return ()
+        try:
+            return tuple(str(d[0]) for d in cursor.description)
+        except apsw.Error:
+            return ()
+        finally:
+            cursor.close()
 
     def _statement(self, sql: str, start: int, end: int) -> Verdict:
         text = sql[start:end]

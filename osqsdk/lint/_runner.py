@@ -302,6 +302,15 @@ def run_documents(documents: list[Document], loader_reports: list[Report], setti
     return LintResult(findings, run, total)
 
 
+def _after_escape(doc: Document, offset: int) -> int:
+    """The file offset just after the character that starts at ``offset``: a JSON or YAML
+    escape (``\\"``, ``\\u0022``) is one character of the query and several of the file."""
+    text = doc.source.text
+    if doc.kind != "sql" and text[offset:offset + 1] == "\\":
+        return offset + (6 if text[offset + 1:offset + 2] == "u" else 2)
+    return offset + 1
+
+
 def _failed(exc: BaseException, anchor: SqlAnchor | DocAnchor | FileAnchor, doc: Document,
             rule: Rule | None = None) -> Report:
     from osqsdk.lint.rules.inputs import AnalysisFailed
@@ -341,7 +350,11 @@ def _place(reports: list[Report], settings: Settings, engine: _Engine) -> list[F
             fmap = maps[key]
             start = anchor.start if anchor.start is not None else 0
             end = anchor.end if anchor.end is not None else len(unit.record.sql)
-            s, e = fmap(start), fmap(max(start, end - 1)) + 1
+            s = fmap(start)
+            if start < end < len(unit.record.sql):
+                e = fmap(end)  # where the next character starts: after a whole escape
+            else:
+                e = _after_escape(doc, fmap(max(start, end - 1)))
             line, col = doc.source.position(s)
             end_line, end_col = doc.source.position(e)
             query, pack = unit.record.name, unit.record.pack or doc.pack_name

@@ -79,7 +79,11 @@ def test_baseline_from_pyproject_and_bad_baselines_are_one_line_errors(
     for text, said in (("{", "ci/baseline.json:1:2: not JSON"),
                        ('{"findings": []}', "not an osqsdk lint baseline"),
                        ('{"osqsdk-lint-baseline": 1, "findings": [{"path": 1}]}',
-                        "findings[0] needs path")):
+                        "findings[0] needs path"),
+                       ('{"osqsdk-lint-baseline": 1, "findings": [{"path": "a", "code": "X", '
+                        '"query": null, "message": "m", "count": true}]}',
+                        "findings[0] needs path"),
+                       ("[" * 100_000, "nested too deeply")):
         (legacy / "ci" / "baseline.json").write_text(text)
         capsys.readouterr()
         assert main(["lint", "packs"]) == 2

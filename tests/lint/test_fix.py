@@ -116,3 +116,54 @@ def test_fix_over_the_shared_corpora_adds_no_finding(tmp_path: Path,
     for path in changed:
         if path.suffix in (".json", ".conf"):
             json.loads(path.read_text())  # still JSON (these have no comments)
+
+
+def test_a_fix_that_would_rename_a_result_column_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SELECT "x" names its result column "x" (with the quotes) and SELECT 'x' names it 'x':
+    # osquery keys result rows by those names, so the rows would change
+    monkeypatch.chdir(tmp_path)
+    pack = {"queries": {"a": {"query": 'SELECT "x", pid FROM processes', "interval": 60},
+                        "b": {"query": 'SELECT pid FROM processes WHERE name = "x"',
+                              "interval": 60}}}
+    (tmp_path / "p.conf").write_text(json.dumps(pack))
+    assert main(["lint", "--fix", "--exit-zero", "p.conf"]) == 0
+    out = capsys.readouterr().out
+    assert "Fixed 1 finding in 1 file." in out
+    assert "1 offered fix not applied: SQLite would compile the edited query differently" in out
+    fixed = json.loads((tmp_path / "p.conf").read_text())["queries"]
+    assert fixed["a"]["query"] == 'SELECT "x", pid FROM processes'
+    assert fixed["b"]["query"] == "SELECT pid FROM processes WHERE name = 'x'"
+
+
+def test_a_broken_document_elsewhere_in_the_file_does_not_block_the_fixes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    text = ("apiVersion: v1\nkind: query\nspec:\n  name: a\n"
+            "  query: SELECT uid FROM users WHERE shell = \"/bin/sh\"\n---\n"
+            "apiVersion: v1\nkind: query\nspec:\n  name: [broken\n---\n"
+            "apiVersion: v1\nkind: query\nspec:\n  name: c\n"
+            "  query: SELECT nam FROM users WHERE shell = \"/bin/zsh\"\n")
+    (tmp_path / "q.yml").write_text(text)
+    assert main(["lint", "--fix", "--exit-zero", "q.yml"]) == 0
+    out = capsys.readouterr().out
+    assert "Fixed 1 finding in 1 file." in out
+    assert "not applied: the query does not compile, so no check can be made" in out
+    assert (tmp_path / "q.yml").read_text() == text.replace('"/bin/sh"', "'/bin/sh'")
+
+
+def test_fix_writes_through_a_symlink_and_keeps_hard_links(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "target.sql").write_text('SELECT uid FROM users WHERE shell = "/bin/sh";\n')
+    (tmp_path / "link.sql").symlink_to("target.sql")
+    (tmp_path / "hard.sql").write_text('SELECT uid FROM users WHERE shell = "/bin/ksh";\n')
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "twin.sql").hardlink_to(tmp_path / "hard.sql")
+    assert main(["lint", "--fix", "link.sql", "hard.sql"]) == 0
+    assert (tmp_path / "link.sql").is_symlink()
+    assert "'/bin/sh'" in (tmp_path / "target.sql").read_text()
+    assert (tmp_path / "hard.sql").stat().st_ino == (tmp_path / "other" / "twin.sql").stat().st_ino
+    assert "'/bin/ksh'" in (tmp_path / "other" / "twin.sql").read_text()

@@ -348,3 +348,16 @@ def test_the_projects_own_settings_are_read(tmp_path: Path, capsys: pytest.Captu
     (tmp_path / "packs" / "q.sql").write_text("SELECT nmae FROM processes;")
     monkeypatch.chdir(tmp_path / "packs")
     assert main(["lint", "."]) == 0
+
+
+def test_a_span_ending_in_an_escape_covers_the_whole_escape(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = ('{"queries": {"a": {"query": "SELECT pid FROM processes WHERE name = \\"x\\""}, '
+            '"b": {"query": "SELECT pid FROM processes WHERE name = \\u0022y\\u0022"}}}')
+    (tmp_path / "e.conf").write_text(line + "\n")
+    main(["lint", "--format", "json", "e.conf"])
+    spans = [line[f["column"] - 1:f["end_column"] - 1]
+             for f in json.loads(capsys.readouterr().out)]
+    assert spans == ['\\"x\\"', "\\u0022y\\u0022"]
