@@ -14,6 +14,7 @@ parsed or analysed again (docs/lint.md §1.10).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -43,6 +44,8 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TABLES_IN = re.compile(r"\b(?:FROM|JOIN)\s+([A-Za-z_][A-Za-z0-9_]*)", re.I)
 _AFTER_TABLE_KEYWORD = re.compile(r"\b(?:FROM|JOIN)\s+[A-Za-z0-9_]*$", re.I)
 _MAX_CACHED_ANALYSES = 50_000
+# After a change, wait this long for more: messages already sent are read in that time.
+_SETTLE_S = 0.005
 
 
 def _path_of(uri: str) -> str:
@@ -101,16 +104,20 @@ class _Linter:
         return next((d for d in got[0].run.documents if d.path == path), None)
 
 
-def _range(lines: list[str], codec: Any, f: Finding) -> types.Range:
-    start = types.Position(line=max(f.line - 1, 0), character=max(f.column - 1, 0))
-    end = types.Position(line=max(f.end_line - 1, 0), character=max(f.end_column - 1, 0))
+def _range(lines: list[str], codec: Any, f: Finding, bom: bool = False) -> types.Range:
+    shift = (1 if f.line == 1 else 0) if bom else 0
+    end_shift = (1 if f.end_line == 1 else 0) if bom else 0
+    start = types.Position(line=max(f.line - 1, 0), character=max(f.column - 1 + shift, 0))
+    end = types.Position(line=max(f.end_line - 1, 0),
+                         character=max(f.end_column - 1 + end_shift, 0))
     if (end.line, end.character) <= (start.line, start.character):
         end = types.Position(line=start.line, character=start.character + 1)
     return types.Range(start=codec.position_to_client_units(lines, start),
                        end=codec.position_to_client_units(lines, end))
 
 
-def _diagnostic(lines: list[str], codec: Any, f: Finding) -> types.Diagnostic:
+def _diagnostic(lines: list[str], codec: Any, f: Finding, bom: bool = False
+                ) -> types.Diagnostic:
     from osqsdk.lint._ruledocs import help_uri
     from osqsdk.lint.rules import rule_by_code
 
@@ -118,7 +125,7 @@ def _diagnostic(lines: list[str], codec: Any, f: Finding) -> types.Diagnostic:
     href = help_uri(rule) if rule is not None else None
     message = f.message + (f"\n{f.hint}" if f.hint else "")
     return types.Diagnostic(
-        range=_range(lines, codec, f), message=message, severity=_SEVERITY[f.severity],
+        range=_range(lines, codec, f, bom), message=message, severity=_SEVERITY[f.severity],
         code=f.code, source="osqsdk",
         code_description=types.CodeDescription(href=href) if href else None,
         data={"name": f.name, "query": f.query})
@@ -207,14 +214,16 @@ def build_server() -> LanguageServer:
         if not path.endswith(_SUFFIXES):
             return
         document = server.workspace.get_text_document(uri)
+        text = document.source
+        bom = text.startswith("\ufeff")  # the CLI reads files without it: so does this
         try:
-            result = linter.lint(path, document.source)
+            result = linter.lint(path, text[1:] if bom else text)
         except Exception:  # a linter bug must not take the editor's server down
             log.exception("linting %s failed", path)
             return
         codec = server.workspace.position_codec
         lines = list(document.lines) or [""]
-        diagnostics = [_diagnostic(lines, codec, f) for f in result.findings
+        diagnostics = [_diagnostic(lines, codec, f, bom) for f in result.findings
                        if f.path == path]
         server.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
             uri=uri, version=document.version, diagnostics=diagnostics))
@@ -223,9 +232,19 @@ def build_server() -> LanguageServer:
     def did_open(ls: LanguageServer, params: types.DidOpenTextDocumentParams) -> None:
         publish(params.text_document.uri)
 
+    latest: dict[str, int] = {}
+
+    def publish_if_latest(uri: str, version: int) -> None:
+        if latest.get(uri) == version:
+            publish(uri)
+
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: LanguageServer, params: types.DidChangeTextDocumentParams) -> None:
-        publish(params.text_document.uri)
+        # Lint after the changes already received are applied: keystrokes that arrived
+        # while a lint ran are handled together, and only the newest text is linted.
+        uri, version = params.text_document.uri, params.text_document.version
+        latest[uri] = version
+        asyncio.get_event_loop().call_later(_SETTLE_S, publish_if_latest, uri, version)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     def did_save(ls: LanguageServer, params: types.DidSaveTextDocumentParams) -> None:
@@ -245,7 +264,8 @@ def build_server() -> LanguageServer:
         document = server.workspace.get_text_document(uri)
         lines = list(document.lines) or [""]
         cp = server.workspace.position_codec.position_from_client_units(lines, position)
-        offset = doc.source.offset(cp.line + 1, cp.character + 1)
+        bom = 1 if cp.line == 0 and document.source.startswith("\ufeff") else 0
+        offset = doc.source.offset(cp.line + 1, cp.character + 1 - bom)
         found = _query_at(doc, offset)
         if found is None:
             return None
@@ -313,7 +333,8 @@ def build_server() -> LanguageServer:
             return None
         result, text = got
         document = server.workspace.get_text_document(params.text_document.uri)
-        if document.source != text:
+        bom = document.source.startswith("\ufeff")
+        if document.source.removeprefix("\ufeff") != text:
             return None  # an edit is on its way: its diagnostics come with new actions
         lines = list(document.lines) or [""]
         codec = server.workspace.position_codec
@@ -329,6 +350,9 @@ def build_server() -> LanguageServer:
                     continue  # the safe ones are in the first plan
                 start = doc.source.position(fix.start)
                 end = doc.source.position(fix.end)
+                if bom:  # the editor's line 1 starts with the BOM the linter left out
+                    start = (start[0], start[1] + (start[0] == 1))
+                    end = (end[0], end[1] + (end[0] == 1))
                 rng = types.Range(
                     start=codec.position_to_client_units(
                         lines, types.Position(line=start[0] - 1, character=start[1] - 1)),

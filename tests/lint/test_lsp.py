@@ -206,3 +206,34 @@ def test_broken_json_while_typing_is_a_diagnostic_not_a_crash(lsp: LspClient,
     assert [d["code"] for d in diags] == ["OSQ002"]
     lsp.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
     assert lsp.diagnostics(uri) == []
+
+
+def test_a_bom_is_read_as_the_cli_reads_it(lsp: LspClient, tmp_path: Path) -> None:
+    text = '\ufeff{"queries": {"q": {"query": "SELECT nmae FROM processes", "interval": 60}}}\n'
+    uri = open_doc(lsp, tmp_path / "bom.conf", text)
+    (diag,) = lsp.diagnostics(uri)
+    assert diag["code"] == "OSQ104"  # not "invalid JSON"
+    assert diag["range"]["start"] == {"line": 0, "character": text.index("nmae")}
+
+
+def test_quick_edits_are_linted_once_with_the_newest_text(lsp: LspClient,
+                                                         tmp_path: Path) -> None:
+    uri = open_doc(lsp, tmp_path / "p.conf", PACK)
+    lsp.diagnostics(uri)
+    frames = b""
+    for version in range(2, 12):  # ten edits in one write, the last one fixes the typo
+        body = json.dumps({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {
+            "textDocument": {"uri": uri, "version": version},
+            "contentChanges": [{"text": PACK if version < 11 else
+                                PACK.replace("nmae", "name")}]}}).encode()
+        frames += b"Content-Length: %d\r\n\r\n" % len(body) + body
+    assert lsp.proc.stdin is not None
+    lsp.proc.stdin.write(frames)
+    lsp.proc.stdin.flush()
+    published = []
+    while True:
+        try:
+            published.append(lsp.diagnostics(uri, timeout=3))
+        except queue.Empty:
+            break
+    assert published and published[-1] == [] and len(published) < 5, len(published)
