@@ -347,8 +347,12 @@ def _finish(pack_fields: dict[str, Any], files: list[Any], output: str,
             options: dict[str, Any]) -> int:
     from osqsdk.lint._packtool import PackToolError, apply_changes, write_pack
 
-    kept, said = apply_changes(files, pack_platform=pack_fields.get("platform"),
-                               **_changes(options))
+    try:
+        kept, said = apply_changes(files, pack_platform=pack_fields.get("platform"),
+                                   **_changes(options))
+    except PackToolError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
     for line in said:
         click.echo(line, err=True)
     try:
@@ -371,10 +375,12 @@ def pack_build(directory: str, output: str, **options: Any) -> int:
     from osqsdk.lint._packtool import PackToolError, build_pack
 
     try:
-        fields, files = build_pack(directory)
+        fields, files, notes = build_pack(directory)
     except PackToolError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
+    for note in notes:
+        click.echo(note, err=True)
     return _finish(fields, files, output, options)
 
 
@@ -390,10 +396,12 @@ def pack_unpack(pack_file: str, output: str, replace: bool) -> int:
 
     try:
         fields, files = read_pack(pack_file)
-        written = unpack_pack(fields, files, output, replace=replace)
+        written, removed = unpack_pack(fields, files, output, replace=replace)
     except PackToolError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
+    if removed:
+        click.echo(f"removed {removed} .sql files that were in {output}")
     click.echo(f"wrote {len(written)} files to {output}")
     return 0
 
@@ -405,6 +413,7 @@ def pack_unpack(pack_file: str, output: str, replace: bool) -> int:
 @_with_changes
 def pack_apply(pack_file: str, output: str, **options: Any) -> int:
     """Bulk changes to a pack (intervals, platform, exclusions), then lint the result.
+    The pack is written anew: comments in PACK_FILE are not kept.
     Exit codes: 0 clean, 1 findings, 2 bad input."""
     from osqsdk.lint._packtool import PackToolError, read_pack
 

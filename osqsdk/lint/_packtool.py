@@ -17,10 +17,15 @@ documentation and are not carried into the pack. A pack's own fields (``platform
 ``version``, ``shard``, ``discovery``, and any other) live in ``_pack.json`` beside the
 query files.
 
-Untrusted input stays inside its bounds: ``unpack`` writes only new files directly inside
-its output directory (names that are not plain file names get a safe file name and a
-``-- name:`` header), never follows a symlink there, and refuses a directory that already
-holds query files unless told to replace them.
+A query whose text would not come back the same from that layout (a leading comment or
+blank, trailing blanks, a carriage return) is written after a ``-- sql:`` line, after which
+the file is the query exactly (less the one line break that ends the file).
+
+Untrusted input stays inside its bounds: ``unpack`` renders and reads back every file in
+memory before writing any, writes only new files directly inside its output directory
+(names that are not plain file names get a safe file name and a ``-- name:`` header), never
+follows a symlink there, and refuses a directory that already holds query files unless
+told to replace them.
 """
 
 from __future__ import annotations
@@ -69,15 +74,15 @@ def _header_value(key: str, raw: str, where: str) -> Any:
     if key == "interval":
         value = parse_interval(raw)
         if value is None or value <= 0:
-            raise PackToolError(f"{where}: interval: not a number of seconds: {raw!r}")
+            raise PackToolError(f"{where}: not a number of seconds: {raw!r}")
         return value
     if key == "shard":
         if not raw.isdigit() or not 1 <= int(raw) <= 100:
-            raise PackToolError(f"{where}: shard: must be a whole number from 1 to 100")
+            raise PackToolError(f"{where}: must be a whole number from 1 to 100")
         return int(raw)
     if key in _BOOLS:
         if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise PackToolError(f"{where}: {key}: must be true or false, not {raw!r}")
+            raise PackToolError(f"{where}: must be true or false, not {raw!r}")
         return raw.lower() in ("true", "1", "yes")
     return _name_value(raw)
 
@@ -93,36 +98,53 @@ def read_query_file(path: Path, display: str) -> QueryFile:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         raise PackToolError(f"{display}: not UTF-8 text") from None
-    lines = text.splitlines()
+    return parse_query_text(text, path.stem, display)
+
+
+def parse_query_text(text: str, stem: str, display: str) -> QueryFile:
+    """A query file's text: its header, then its SQL. After a ``-- sql:`` header line the
+    rest of the file is the SQL exactly, but for the one line break that ends the file;
+    without it the SQL starts at the first line that is not a comment, trimmed."""
     headers: dict[str, str] = {}
-    body_start = len(lines)
-    for number, line in enumerate(lines):
-        if not line.strip():
-            continue
-        if not line.lstrip().startswith("--"):
-            body_start = number
+    sql: str | None = None
+    position = 0
+    while position < len(text):
+        end = text.find("\n", position)
+        end = len(text) if end < 0 else end + 1
+        line = text[position:end]
+        if line.strip() and not line.lstrip().startswith("--"):
+            sql = text[position:].strip()
             break
-        m = _HEADER.match(line)
+        m = _HEADER.match(line.rstrip("\r\n"))
         if m:
-            headers[m.group(1).strip().lower().replace(" ", "_")] = m.group(2)
-    sql = "\n".join(lines[body_start:]).strip()
-    if not sql:
+            key = m.group(1).strip().lower().replace(" ", "_")
+            if key == "sql" and not m.group(2):
+                body = text[end:]
+                sql = body[:-1] if body.endswith("\n") else body
+                break
+            headers[key] = m.group(2)
+        position = end
+    if not sql or not sql.strip():
         raise PackToolError(f"{display}: no SQL after its header")
     fields = {}
     for key in _QUERY_FIELDS:
         if key in headers:
             fields[key] = _header_value(key, headers[key], f"{display}: -- {key}")
-    name = _name_value(headers["name"]) if headers.get("name") else path.stem
+    name = _name_value(headers["name"]) if headers.get("name") else stem
     tags = tuple(t for t in re.split(r"[\s,]+", headers.get("tags", "")) if t)
     return QueryFile(name, sql, fields, tags, display)
 
 
-def build_pack(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], list[QueryFile]]:
-    """The pack a directory of ``.sql`` files (and its ``_pack.json``) makes."""
+def build_pack(directory: str | os.PathLike[str]
+               ) -> tuple[dict[str, Any], list[QueryFile], list[str]]:
+    """The pack a directory of ``.sql`` files (and its ``_pack.json``) makes, and notes on
+    what was left out."""
     root = Path(directory)
     if not root.is_dir():
         raise PackToolError(f"{root}: not a directory")
-    paths = sorted(p for p in root.rglob("*.sql") if p.is_file() and not p.is_symlink())
+    found = sorted(p for p in root.rglob("*.sql") if p.is_file() or p.is_symlink())
+    paths = [p for p in found if not p.is_symlink()]
+    skipped = [str(p) for p in found if p.is_symlink()]
     if len(paths) > _MAX_FILES:
         raise PackToolError(f"{root}: more than {_MAX_FILES} .sql files")
     if not paths:
@@ -141,13 +163,15 @@ def build_pack(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], list[
     if extra.is_file():
         try:
             fields = parse_osquery_json(extra.read_text(encoding="utf-8"), str(extra))
-        except (OSError, UnicodeDecodeError, ConfigProblem) as exc:
-            raise PackToolError(f"{extra}: {exc}") from None
+        except ConfigProblem as exc:
+            raise PackToolError(str(exc)) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PackToolError(f"{extra}: cannot be read ({exc})") from None
         if "queries" in fields:
             raise PackToolError(f"{extra}: not pack fields: queries (the queries are the "
                                 ".sql files)")
         pack.update(fields)
-    return pack, files
+    return pack, files, [f"{p}: a symbolic link; left out" for p in skipped]
 
 
 def read_pack(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[QueryFile]]:
@@ -169,10 +193,11 @@ def read_pack(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[QueryF
     pack = {k: v for k, v in data.items() if k != "queries"}
     files = []
     for name, body in queries.items():
+        where = f"{file}: queries.{name if _SAFE_NAME.match(name) else json.dumps(name)}"
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-            raise PackToolError(f"{file}: queries.{name}: needs a \"query\" string")
+            raise PackToolError(f"{where}: needs a \"query\" string")
         fields = {k: v for k, v in body.items() if k != "query"}
-        files.append(QueryFile(name, body["query"], fields, (), f"{file}: queries.{name}"))
+        files.append(QueryFile(name, body["query"], fields, (), where))
     return pack, files
 
 
@@ -184,8 +209,17 @@ def apply_changes(files: Iterable[QueryFile], *, min_interval: int | None = None
     default, 3600 s, clamped), queries that never run on ``platform`` dropped, queries
     excluded by name or tag. ``pack_platform`` is the pack's own ``platform``. Returns the
     queries kept and what was done, one line each."""
-    from osqsdk.lint._platform import intersect, matching
+    from osqsdk.lint._platform import KNOWN_TOKENS, intersect, matching, tokens
 
+    if min_interval and max_interval and min_interval > max_interval:
+        raise PackToolError(f"--min-interval {min_interval} is above --max-interval "
+                            f"{max_interval}")
+    if platform is not None:
+        unknown = [t for t in tokens(platform) if t.lower() not in KNOWN_TOKENS]
+        if unknown or not tokens(platform):
+            raise PackToolError(f"--platform: not an osquery platform: {platform!r} "
+                                f"(osquery knows {', '.join(sorted(KNOWN_TOKENS))})")
+    files = list(files)
     excluded, tags = set(exclude), set(exclude_tags)
     kept, said = [], []
     wanted = matching(platform) if platform else None
@@ -214,19 +248,25 @@ def apply_changes(files: Iterable[QueryFile], *, min_interval: int | None = None
                 if new != current:
                     said.append(f"{query.name}: interval {current} -> {new}")
         kept.append(QueryFile(query.name, query.sql, fields, query.tags, query.source))
+    names = {q.name for q in files}
+    said += [f"{name}: no query has this name; --exclude did nothing"
+             for name in sorted(excluded - names)]
     return kept, said
 
 
 def write_pack(pack: dict[str, Any], files: Iterable[QueryFile],
                output: str | os.PathLike[str]) -> None:
     out = {**pack, "queries": {q.name: {"query": q.sql, **q.fields} for q in files}}
-    target = Path(output)
+    text = json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
+        raise PackToolError(f"{output}: the pack would be {len(text.encode())} bytes; "
+                            f"osqueryd reads at most {MAX_CONFIG_BYTES}")
+    target = Path(os.path.realpath(output))  # a symlink stays one: its target is written
     if target.exists() and not target.is_file():
-        raise PackToolError(f"{target}: exists and is not a regular file")
+        raise PackToolError(f"{output}: exists and is not a regular file")
     partial = target.with_name(f".{target.name}.partial")
     try:
-        partial.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n",
-                           encoding="utf-8")
+        partial.write_text(text, encoding="utf-8")
         os.replace(partial, target)
     except OSError as exc:
         try:
@@ -259,13 +299,6 @@ def _name_value(raw: str) -> str:
     return raw
 
 
-def _without_leading_comments(sql: str) -> str:
-    lines = sql.splitlines()
-    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
-        lines.pop(0)
-    return "\n".join(lines).strip()
-
-
 def _header_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -275,55 +308,77 @@ def _header_text(value: Any) -> str:
     return text
 
 
+def _render(query: QueryFile, file_name: str) -> str:
+    """The text of ``query``'s file: a header line per field, then the SQL."""
+    header = []
+    if file_name != f"{query.name}.sql":
+        header.append(f"-- name: {_header_text(query.name)}")
+    for key, value in query.fields.items():
+        text = _header_text(value)
+        if key not in _QUERY_FIELDS:
+            raise PackToolError(f"{query.source}: {key!r} is not a field of a pack's query; "
+                                "it cannot go into a .sql file")
+        if "\n" in text or "\r" in text:
+            raise PackToolError(f"{query.source}: {key} has a line break")
+        header.append(f"-- {key}: {text}")
+    sql = query.sql
+    plain = "\r" not in sql and sql == sql.strip() and \
+        not sql.lstrip().startswith("--") and sql
+    if not plain:
+        header.append("-- sql:")  # the rest of the file, exactly
+    return "\n".join(header) + ("\n" if header else "") + sql + "\n"
+
+
 def unpack_pack(pack: dict[str, Any], files: list[QueryFile],
-                directory: str | os.PathLike[str], *, replace: bool = False) -> list[Path]:
-    """Write one ``.sql`` file per query (and ``_pack.json``) into ``directory``."""
+                directory: str | os.PathLike[str], *, replace: bool = False
+                ) -> tuple[list[Path], int]:
+    """Write one ``.sql`` file per query (and ``_pack.json``) into ``directory``; returns
+    the files written and how many old ``.sql`` files ``replace`` removed. Every file is
+    rendered and read back in memory first: a query that cannot round-trip stops the whole
+    unpack before anything is written."""
     root = Path(directory)
     if root.is_symlink():
         raise PackToolError(f"{root}: is a symbolic link; give a real directory")
+    rendered: list[tuple[str, str]] = []
+    taken: set[str] = set()
+    for query in files:
+        if not query.name or "\n" in query.name or "\r" in query.name or \
+                "\x00" in query.name:
+            raise PackToolError(f"{query.source}: a query name must be one line of text")
+        file_name = _file_name(query.name, taken)
+        text = _render(query, file_name)
+        back = parse_query_text(text, file_name[:-4], query.source)
+        if back.name != query.name or back.sql != query.sql or \
+                {k: _header_text(v) for k, v in back.fields.items()} != \
+                {k: _header_text(v) for k, v in query.fields.items()}:
+            raise PackToolError(f"{query.source}: would not read back the same from a "
+                                ".sql file (check its interval, shard and flags)")
+        rendered.append((file_name, text))
     root.mkdir(parents=True, exist_ok=True)
-    existing = [p for p in root.glob("*.sql")]
+    existing = sorted(root.glob("*.sql"))
+    links = [p for p in existing if p.is_symlink() or not p.is_file()]
+    if links:
+        raise PackToolError(f"{links[0]}: not a regular file; not written through or over")
     if existing and not replace:
         raise PackToolError(f"{root}: already holds {len(existing)} .sql files; "
                             "use --replace to write over them")
+    for old in existing:
+        old.unlink()
     written: list[Path] = []
-    taken: set[str] = set()
-    for query in files:
-        file_name = _file_name(query.name, taken)
-        header = []
-        if file_name != f"{query.name}.sql":
-            header.append(f"-- name: {_header_text(query.name)}")
-        for key, value in query.fields.items():
-            text = _header_text(value)
-            if key not in _QUERY_FIELDS or "\n" in text or "\r" in text:
-                raise PackToolError(f"{query.source}: field {key!r} cannot be written as a "
-                                    "-- header line")
-            header.append(f"-- {key}: {text}")
-        if "\n" in query.name or "\r" in query.name:
-            raise PackToolError(f"{query.source}: the query name has a line break")
-        sql = query.sql.strip()
-        text = "\n".join(header) + ("\n" if header else "") + sql + "\n"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for file_name, text in rendered:
         path = root / file_name
-        if path.is_symlink():
-            raise PackToolError(f"{path}: is a symbolic link; not written through")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
         try:
             fd = os.open(path, flags, 0o644)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)
         except OSError as exc:
             raise PackToolError(f"{path}: cannot be written ({exc.strerror})") from None
-        back = read_query_file(path, str(path))
-        # comment lines before the SQL read as the file's header: documentation, not SQL
-        if back.name != query.name or back.sql != _without_leading_comments(sql) or \
-                {k: _header_text(v) for k, v in back.fields.items()} != \
-                {k: _header_text(v) for k, v in query.fields.items()}:
-            raise PackToolError(f"{query.source}: would not read back the same from {path}")
         written.append(path)
     if pack:  # the pack's own fields (platform, version, shard, discovery, ...)
-        extra = dict(pack)
-        (root / PACK_FIELDS_FILE).write_text(json.dumps(extra, indent=2) + "\n")
-        written.append(root / PACK_FIELDS_FILE)
-    return written
-
-
+        extra = root / PACK_FIELDS_FILE
+        if extra.is_symlink():
+            raise PackToolError(f"{extra}: is a symbolic link; not written through")
+        extra.write_text(json.dumps(pack, indent=2, ensure_ascii=False) + "\n")
+        written.append(extra)
+    return written, len(existing)

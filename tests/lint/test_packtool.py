@@ -33,8 +33,6 @@ def test_unpack_then_build_gives_the_same_pack(source: Path, tmp_path: Path,
     assert len(sql_files) == len(original["queries"])
     assert main(["pack", "build", str(tmp_path / "dir"), "-o", str(tmp_path / "p.conf")]) in (0, 1)
     rebuilt = json.loads((tmp_path / "p.conf").read_text())
-    for body in original["queries"].values():  # leading SQL comments become documentation
-        body["query"] = body["query"].strip()
     assert normalized(rebuilt) == normalized(original)
 
 
@@ -129,14 +127,14 @@ def test_unpack_never_writes_through_a_symlink_or_over_files(
     precious.write_text("keep me")
     (out / "victim.sql").symlink_to(precious)
     assert main(["pack", "unpack", str(tmp_path / "p.conf"), "-o", str(out)]) == 2
-    assert "already holds 1 .sql files" in capsys.readouterr().err
+    assert "victim.sql: not a regular file; not written through" in capsys.readouterr().err
     assert main(["pack", "unpack", str(tmp_path / "p.conf"), "-o", str(out), "--replace"]) == 2
-    assert "symbolic link" in capsys.readouterr().err
+    assert "victim.sql: not a regular file" in capsys.readouterr().err
     assert precious.read_text() == "keep me"
 
 
 @pytest.mark.parametrize(("files", "said"), [
-    ({"a.sql": "-- interval: soon\nSELECT 1;"}, "a.sql: -- interval: interval: not a number"),
+    ({"a.sql": "-- interval: soon\nSELECT 1;"}, "a.sql: -- interval: not a number of seconds"),
     ({"a.sql": "-- name: x\nSELECT 1;", "b.sql": "-- name: x\nSELECT 2;"},
      "query name 'x' is also used by"),
     ({"a.sql": "-- just a comment\n"}, "a.sql: no SQL after its header"),
@@ -151,3 +149,70 @@ def test_bad_query_directories_are_one_line_errors(files: dict, said: str, tmp_p
     assert main(["pack", "build", str(tmp_path), "-o", str(tmp_path / "out.conf")]) == 2
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_query_text_comes_back_exactly(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                       ) -> None:
+    texts = ["  SELECT 1;\n\n", "-- interval: 5\nSELECT 2;", "SELECT 3;\r\nFROM x", "\n-- c\nSELECT 4",
+             "SELECT 5"]
+    pack = {"queries": {f"q{i}": {"query": t, "interval": 60} for i, t in enumerate(texts)}}
+    (tmp_path / "p.conf").write_text(json.dumps(pack))
+    assert main(["pack", "unpack", str(tmp_path / "p.conf"), "-o", str(tmp_path / "d")]) == 0
+    assert "-- sql:" not in (tmp_path / "d" / "q4.sql").read_text()  # plain when it can be
+    main(["pack", "build", str(tmp_path / "d"), "-o", str(tmp_path / "back.conf")])
+    back = json.loads((tmp_path / "back.conf").read_text())["queries"]
+    assert [back[f"q{i}"]["query"] for i in range(len(texts))] == texts
+
+
+def test_unpack_checks_everything_before_writing_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pack = {"queries": {"a": {"query": "SELECT 1", "interval": 60},
+                        "b": {"query": "SELECT 2", "interval": -5},
+                        "c": {"query": "SELECT 3", "extra": {"x": 1}}}}
+    (tmp_path / "p.conf").write_text(json.dumps(pack))
+    out = tmp_path / "d"
+    assert main(["pack", "unpack", str(tmp_path / "p.conf"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "queries.b: -- interval: not a number of seconds: '-5'" in err
+    assert not out.exists()
+    del pack["queries"]["b"]
+    (tmp_path / "p.conf").write_text(json.dumps(pack))
+    assert main(["pack", "unpack", str(tmp_path / "p.conf"), "-o", str(out)]) == 2
+    assert "queries.c: 'extra' is not a field of a pack's query" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_replace_removes_the_old_files_and_build_says_what_it_left_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "d"
+    out.mkdir()
+    for i in range(5):
+        (out / f"old{i}.sql").write_text(f"SELECT {i};\n")
+    (tmp_path / "p.conf").write_text(json.dumps({"queries": {"new": {"query": "SELECT 9"}}}))
+    assert main(["pack", "unpack", str(tmp_path / "p.conf"), "-o", str(out), "--replace"]) == 0
+    assert "removed 5 .sql files" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["new.sql"]
+    (tmp_path / "elsewhere.sql").write_text("SELECT 8;\n")
+    (out / "link.sql").symlink_to(tmp_path / "elsewhere.sql")
+    assert main(["pack", "build", str(out), "-o", str(tmp_path / "b.conf")]) == 0
+    assert "link.sql: a symbolic link; left out" in capsys.readouterr().err
+    assert list(json.loads((tmp_path / "b.conf").read_text())["queries"]) == ["new"]
+
+
+def test_apply_refuses_contradictions_and_says_what_did_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "p.conf").write_text(json.dumps({"queries": {"a": {"query": "SELECT 1"}}}))
+    out = str(tmp_path / "o.conf")
+    assert main(["pack", "apply", str(tmp_path / "p.conf"), "-o", out, "--min-interval",
+                 "600", "--max-interval", "60"]) == 2
+    assert "--min-interval 600 is above --max-interval 60" in capsys.readouterr().err
+    assert main(["pack", "apply", str(tmp_path / "p.conf"), "-o", out, "--platform",
+                 "beos"]) == 2
+    assert "not an osquery platform: 'beos'" in capsys.readouterr().err
+    assert main(["pack", "apply", str(tmp_path / "p.conf"), "-o", out, "--exclude",
+                 "nope"]) == 0
+    assert "nope: no query has this name; --exclude did nothing" in capsys.readouterr().err
+    link = tmp_path / "link.conf"
+    link.symlink_to(out)
+    assert main(["pack", "apply", str(tmp_path / "p.conf"), "-o", str(link)]) == 0
+    assert link.is_symlink()
