@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from osqsdk.lint._files import write_file
 from osqsdk.lint._finding import Finding
 
 __all__ = ["BASELINE_VERSION", "BaselineError", "Filtered", "apply_baseline", "read_baseline",
@@ -57,15 +58,9 @@ def write_baseline(findings: Iterable[Finding], file: str | os.PathLike[str]) ->
                for (p, c, q, m), n in sorted(counts.items())]
     text = json.dumps({"osqsdk-lint-baseline": BASELINE_VERSION, "findings": entries},
                       indent=2, ensure_ascii=False) + "\n"
-    partial = target.with_name(f".{target.name}.partial")
     try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, target)
+        write_file(target, text.encode("utf-8"))
     except OSError as exc:
-        try:
-            partial.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise BaselineError(f"{target}: cannot be written ({exc.strerror})") from None
     return sum(counts.values())
 

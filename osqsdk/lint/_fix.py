@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from osqsdk.lint._files import write_file
 from osqsdk.lint._finding import Finding
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,8 +53,11 @@ class FixPlan:
 
     fixes: dict[str, list[Fix]]
     texts: dict[str, tuple[str, str]]  # path -> (old text, new text)
-    rejected: int  # fixes offered by a rule but refused by the check
-    reasons: Any = None  # _Rejected: why
+    reasons: _Rejected  # fixes offered by a rule but refused by the check, by why
+
+    @property
+    def rejected(self) -> int:
+        return self.reasons.total()
 
     def count(self) -> int:
         return sum(len(v) for v in self.fixes.values())
@@ -72,22 +75,10 @@ class FixPlan:
         """Write every changed file in place (its BOM kept); the paths written."""
         written = []
         for path, (_, new) in sorted(self.texts.items()):
-            real = os.path.realpath(path)  # a symlink stays a symlink: its target is fixed
-            with open(real, "rb") as fh:
+            with open(path, "rb") as fh:
                 bom = fh.read(3) == b"\xef\xbb\xbf"
             data = (b"\xef\xbb\xbf" if bom else b"") + new.encode("utf-8", "surrogateescape")
-            st = os.stat(real)
-            if st.st_nlink > 1:
-                # a hard-linked file is written in place, so every name sees the fix
-                with open(real, "r+b") as fh:
-                    fh.write(data)
-                    fh.truncate()
-            else:
-                partial = f"{real}.osqsdk-fix"
-                with open(partial, "wb") as fh:
-                    fh.write(data)
-                os.chmod(partial, st.st_mode & 0o7777)
-                os.replace(partial, real)
+            write_file(path, data)  # through a symlink; in place for hard links
             written.append(path)
         return written
 
@@ -169,7 +160,8 @@ def plan_fixes(result: LintResult, settings: Settings, *, unsafe: bool = False) 
                  if doc.parent is None or doc.kind == "pack"}
     engine = _Engine(settings)
     engine.prepare(list(documents.values()))
-    plan = FixPlan({}, {}, 0)
+    rejected = _Rejected()
+    plan = FixPlan({}, {}, rejected)
     by_path: dict[str, list[Fix]] = {}
     for f in result.findings:
         fixer = _FIXERS.get(f.code)
@@ -179,15 +171,12 @@ def plan_fixes(result: LintResult, settings: Settings, *, unsafe: bool = False) 
         fix = fixer(doc, f)
         if fix is not None and (fix.safe or unsafe):
             by_path.setdefault(f.path, []).append(fix)
-    rejected = _Rejected()
     for path, fixes in by_path.items():
         doc = documents[path]
         kept = _check_file(doc, fixes, engine.judge(engine.schema_for(doc)), rejected)
         if kept:
             plan.fixes[path] = kept
             plan.texts[path] = (doc.source.text, _apply(doc.source.text, kept))
-    plan.rejected = rejected.total()
-    plan.reasons = rejected
     return plan
 
 

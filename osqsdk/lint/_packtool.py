@@ -44,6 +44,7 @@ from osqsdk._osquery.config import (
     parse_interval,
     parse_osquery_json,
 )
+from osqsdk.lint._files import write_file
 
 __all__ = ["PackToolError", "QueryFile", "apply_changes", "build_pack", "read_pack",
            "unpack_pack", "write_pack"]
@@ -264,15 +265,9 @@ def write_pack(pack: dict[str, Any], files: Iterable[QueryFile],
     target = Path(os.path.realpath(output))  # a symlink stays one: its target is written
     if target.exists() and not target.is_file():
         raise PackToolError(f"{output}: exists and is not a regular file")
-    partial = target.with_name(f".{target.name}.partial")
     try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, target)
+        write_file(target, text.encode("utf-8"))
     except OSError as exc:
-        try:
-            partial.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise PackToolError(f"{target}: cannot be written ({exc.strerror})") from None
 
 
