@@ -18,6 +18,8 @@ import asyncio
 import logging
 import os
 import re
+import sys
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
@@ -46,6 +48,45 @@ _AFTER_TABLE_KEYWORD = re.compile(r"\b(?:FROM|JOIN)\s+[A-Za-z0-9_]*$", re.I)
 _MAX_CACHED_ANALYSES = 50_000
 # After a change, wait this long for more: messages already sent are read in that time.
 _SETTLE_S = 0.005
+# A lint waits while received bytes are not yet handled, but never longer than this.
+_MAX_WAIT_S = 1.0
+
+
+class _Stdin:
+    """stdin for pygls, which reads it from a worker thread, one line or body at a time.
+
+    It keeps what the pipe gave beyond the current message in its own buffer, so the
+    server can ask whether messages have arrived that it has not handled yet: a lint
+    waits for them instead of linting text that is already out of date.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+
+    def pending(self) -> bool:
+        return bool(self._buffer)
+
+    def _fill(self) -> bool:
+        chunk = os.read(self._fd, 1 << 16)
+        self._buffer += chunk
+        return bool(chunk)
+
+    def readline(self) -> bytes:
+        while (end := self._buffer.find(b"\n")) < 0:
+            if not self._fill():
+                end = len(self._buffer) - 1
+                break
+        line = bytes(self._buffer[:end + 1])
+        del self._buffer[:end + 1]
+        return line
+
+    def read(self, size: int) -> bytes:
+        while len(self._buffer) < size and self._fill():
+            pass
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
 
 
 def _path_of(uri: str) -> str:
@@ -205,7 +246,7 @@ def _tables_named(sql: str, schema: Any) -> list[Any]:
     return found
 
 
-def build_server() -> LanguageServer:
+def build_server(stdin: _Stdin | None = None) -> LanguageServer:
     server = LanguageServer("osqsdk-lint", __version__)
     linter = _Linter()
 
@@ -234,9 +275,15 @@ def build_server() -> LanguageServer:
 
     latest: dict[str, int] = {}
 
-    def publish_if_latest(uri: str, version: int) -> None:
-        if latest.get(uri) == version:
-            publish(uri)
+    def publish_if_latest(uri: str, version: int, deadline: float) -> None:
+        if latest.get(uri) != version:
+            return
+        if stdin is not None and stdin.pending() and time.monotonic() < deadline:
+            # Messages were received and not handled yet: a newer text may be among them.
+            asyncio.get_event_loop().call_later(
+                _SETTLE_S, publish_if_latest, uri, version, deadline)
+            return
+        publish(uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: LanguageServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -244,7 +291,8 @@ def build_server() -> LanguageServer:
         # while a lint ran are handled together, and only the newest text is linted.
         uri, version = params.text_document.uri, params.text_document.version
         latest[uri] = version
-        asyncio.get_event_loop().call_later(_SETTLE_S, publish_if_latest, uri, version)
+        asyncio.get_event_loop().call_later(
+            _SETTLE_S, publish_if_latest, uri, version, time.monotonic() + _MAX_WAIT_S)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     def did_save(ls: LanguageServer, params: types.DidSaveTextDocumentParams) -> None:
@@ -374,7 +422,8 @@ def build_server() -> LanguageServer:
 def serve() -> None:
     """Run the language server on stdin/stdout until the client says exit."""
     logging.basicConfig(level=logging.WARNING, format="osqsdk lsp: %(levelname)s %(message)s")
-    build_server().start_io()
+    stdin = _Stdin(sys.stdin.fileno())
+    build_server(stdin).start_io(stdin=stdin)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import select
 import subprocess
 import sys
 import threading
@@ -228,6 +229,7 @@ def test_quick_edits_are_linted_once_with_the_newest_text(lsp: LspClient,
                                 PACK.replace("nmae", "name")}]}}).encode()
         frames += b"Content-Length: %d\r\n\r\n" % len(body) + body
     assert lsp.proc.stdin is not None
+    assert len(frames) <= select.PIPE_BUF  # one write the server reads whole, however busy
     lsp.proc.stdin.write(frames)
     lsp.proc.stdin.flush()
     published = []
@@ -236,4 +238,4 @@ def test_quick_edits_are_linted_once_with_the_newest_text(lsp: LspClient,
             published.append(lsp.diagnostics(uri, timeout=3))
         except queue.Empty:
             break
-    assert published and published[-1] == [] and len(published) < 5, len(published)
+    assert published == [[]], published
