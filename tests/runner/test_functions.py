@@ -836,8 +836,15 @@ def test_sleep_returns_the_requested_seconds(conn, monkeypatch):
     assert one(conn, "SELECT sleep(0), typeof(sleep(0))") == (0, "integer")
     assert one(conn, "SELECT sleep(-5), sleep(NULL)") == (0, 0)
     monkeypatch.setattr(_functions, "SLEEP_CAP_SECONDS", 0.05)
+    real_sleep, slept = time.sleep, []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(_functions.time, "sleep", sleep)
     started = time.monotonic()
     assert one(conn, "SELECT sleep(3)") == 3
     assert one(conn, "SELECT sleep('2'), sleep(2.9)") == (2, 2)
-    elapsed = time.monotonic() - started
-    assert 0.1 <= elapsed < 2.0  # really slept, but capped
+    assert time.monotonic() - started >= 0.15  # really slept
+    assert slept == [0.05, 0.05, 0.05]  # but capped

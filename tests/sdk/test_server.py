@@ -24,6 +24,7 @@ from osqsdk.extension._logger import LoggerPlugin
 from osqsdk.extension._wire._gen import Extension
 from osqsdk.extension._wire.client import Client
 from osqsdk.testing import ManagerDouble
+from tests.conftest import wait_until
 
 FILES = Path(__file__).parent / "files"
 BASIC = FILES / "basic_ext.py"
@@ -75,24 +76,32 @@ def test_osqueryds_launch_argv_forms_and_unknown_flags_are_accepted(manager):
         proc.stop()
 
 
-def test_ping_and_calls_are_answered_while_a_slow_generate_runs(manager, spawn):
+def test_ping_and_calls_are_answered_while_a_slow_generate_runs(manager, spawn, tmp_path,
+                                                                monkeypatch):
+    # The slow generate ends only when the test says so, after the other calls were
+    # answered: a call queued behind it would never be answered, whatever the host's speed.
+    release = tmp_path / "release"
+    monkeypatch.setenv("SLOW_UNTIL", str(release))
     spawn(BASIC, manager.socket_path)
-    manager.wait_for("acme")
+    ext = manager.wait_for("acme")
     done = {}
     slow = threading.Thread(target=lambda: done.setdefault(
         "r", manager.call_extension("acme", "table", "acme_slow", {"action": "generate"})))
     slow.start()
-    time.sleep(0.3)
-    worst = 0.0
-    while slow.is_alive():
-        start = time.monotonic()
-        response = manager.call_extension("acme", "table", "acme_users", {"action": "generate"})
-        worst = max(worst, time.monotonic() - start)
-        assert response.code == 0
-        time.sleep(0.05)
-    slow.join()
+    try:
+        assert wait_until(lambda: (tmp_path / "release.started").exists(), timeout=30)
+        answered = []
+        other = threading.Thread(target=lambda: answered.append(manager.call_extension(
+            "acme", "table", "acme_users", {"action": "generate"}).code), daemon=True)
+        other.start()
+        other.join(20)
+        assert answered == [0], "a call waited behind the slow generate"
+        _ping(ext.socket_path)
+        assert slow.is_alive()
+    finally:
+        release.touch()
+        slow.join(30)
     assert done["r"].rows == [{"x": "done"}]
-    assert worst < 0.5, f"a call waited {worst:.3f}s behind the slow generate"
 
 
 def test_calls_in_progress_are_bounded_by_max_workers(manager):
@@ -128,11 +137,10 @@ def test_calls_in_progress_are_bounded_by_max_workers(manager):
         server.close()
 
 
-def _ping_seconds(socket_path: str) -> float:
-    started = time.monotonic()
+def _ping(socket_path: str) -> None:
+    """A ping answered within 10 s (the client's timeout), or the test fails."""
     with Client(socket_path, timeout=10.0, manager=False) as client:
         assert client.ping().code == 0
-    return time.monotonic() - started
 
 
 def test_pings_are_answered_while_idle_connections_are_held(manager):
@@ -147,7 +155,8 @@ def test_pings_are_answered_while_idle_connections_are_held(manager):
             sock.connect(ext.socket_path)
             idle.append(sock)
         time.sleep(0.3)
-        assert _ping_seconds(ext.socket_path) < 1.0
+        # answered at all: the client gives up after 10 s, an idle connection holds 30 s
+        _ping(ext.socket_path)
         assert manager.call_extension("inproc", "table", "acme_users",
                                       {"action": "generate"}).code == 0
     finally:
@@ -168,8 +177,8 @@ def test_pings_are_answered_while_every_worker_runs_a_slow_generate(manager):
         for t in callers:
             t.start()
         time.sleep(0.5)
-        worst = max(_ping_seconds(ext.socket_path) for _ in range(5))
-        assert worst < 1.0, f"a ping waited {worst:.2f} s behind the generates"
+        for _ in range(5):  # answered at all: the client gives up at 10 s, the generates at 20
+            _ping(ext.socket_path)
     finally:
         release.set()
         for t in callers:

@@ -18,7 +18,14 @@ def users(context):
 
 @osqsdk.table("acme_slow", columns=[Column("x")])
 def slow(context):
-    time.sleep(float(os.environ.get("SLOW_SECONDS", "2")))
+    release = os.environ.get("SLOW_UNTIL")  # a file the test creates to let it finish
+    if release:
+        open(release + ".started", "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    else:
+        time.sleep(float(os.environ.get("SLOW_SECONDS", "2")))
     return [{"x": "done"}]
 
 
