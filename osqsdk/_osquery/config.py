@@ -121,7 +121,8 @@ def _depth(value: Any, limit: int) -> int:
 
 def parse_osquery_json(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:
     """Read config or pack text as osqueryd does; raise ConfigProblem with the reason."""
-    stripped = strip_config_comments(text)
+    kept = strip_config(text)
+    stripped = kept.text
     size = len(stripped.encode("utf-8", "surrogateescape"))
     if size > max_bytes:
         raise ConfigProblem(f"{what} is {size} bytes after comment stripping; osqueryd accepts "
@@ -134,9 +135,11 @@ def parse_osquery_json(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) 
     except RecursionError:
         raise ConfigProblem(f"{what} nests deeper than osqueryd's {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
-        line = exc.lineno
-        raise ConfigProblem(f"{what} is not JSON after osquery's comment stripping: {exc.msg} "
-                            f"(line {line} column {exc.colno} of the stripped text)") from None
+        at = kept.original(exc.pos)  # a position in the file as written, comments and all
+        line = text.count("\n", 0, at) + 1
+        column = at - (text.rfind("\n", 0, at) + 1) + 1
+        raise ConfigProblem(f"{what}:{line}:{column}: not JSON after osquery's comment "
+                            f"stripping: {exc.msg}") from None
     if not isinstance(data, dict):
         raise ConfigProblem(f"{what} must be a JSON object, not {type(data).__name__}")
     if _depth(data, MAX_DEPTH) > MAX_DEPTH:

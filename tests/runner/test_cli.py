@@ -88,7 +88,7 @@ def test_run_reports_bad_configs_and_loggers(project, capsys, monkeypatch):
     monkeypatch.chdir(project)
     (project / "broken.conf").write_text("{ not json")
     assert main(["run", "broken.conf"]) == 2
-    assert "is not JSON" in capsys.readouterr().err
+    assert ": not JSON" in capsys.readouterr().err
     assert main(["run", "osquery.conf", "--logger-plugin", "nope"]) == 2
     assert "no logger plugin named 'nope'" in capsys.readouterr().err
 

@@ -103,13 +103,13 @@ def test_edits_are_picked_up_without_a_restart(root):
 
 
 @pytest.mark.parametrize("broken, reason", [
-    ('{"schedule": {', "is not JSON"),
+    ('{"schedule": {', ": not JSON"),
     ('{"schedule": {"q": {"query": 5}}}', "schedule.q.query: missing or not a string"),
     ('{"packs": {"x": {"queries": {"a": {"query": "SELECT 1", "interval": "often"}}}}}',
      "packs.x.queries.a.interval"),
     ("[1, 2]", "must be a JSON object"),
     ('{"a":' * 40 + "1" + "}" * 40, "deeper than osqueryd's 32 levels"),
-    ('{"schedule": {}} trailing', "is not JSON"),
+    ('{"schedule": {}} trailing', ": not JSON"),
 ])
 def test_a_broken_edit_keeps_the_last_good_config(root, caplog, broken, reason):
     plugin = DirectoryConfig(root)
@@ -124,7 +124,7 @@ def test_a_broken_edit_keeps_the_last_good_config(root, caplog, broken, reason):
 def test_broken_config_with_nothing_good_yet_is_status_1(tmp_path):
     (tmp_path / "osquery.conf").write_text("{oops")
     response = genconfig(DirectoryConfig(tmp_path))
-    assert response.code == 1 and "is not JSON" in response.message
+    assert response.code == 1 and ": not JSON" in response.message
 
 
 def test_vanished_directory_keeps_the_last_good_config(root):
@@ -146,7 +146,7 @@ def test_broken_pack_keeps_its_last_good_version(root):
     assert plugin.call({"action": "genPack", "name": "ir", "value": "packs/ir.conf"}).rows == before
     fresh = DirectoryConfig(root)
     response = fresh.call({"action": "genPack", "name": "ir", "value": "packs/ir.conf"})
-    assert response.code == 1 and "is not JSON" in response.message
+    assert response.code == 1 and ": not JSON" in response.message
 
 
 @pytest.mark.parametrize("value", ["../outside.conf", "/etc/passwd", "packs/../../outside.conf"])
@@ -204,3 +204,13 @@ def test_the_linter_and_directory_config_read_a_no_break_space_comment_alike(tmp
     assert config.call({"action": "genConfig"}).code != 0  # refused: no last good config
     findings = lint_text(text, filename="osquery.conf")
     assert [(f.code, f.line) for f in findings] == [("OSQ002", 2)]
+
+
+def test_a_json_error_names_the_line_and_column_of_the_file_as_written():
+    # two comment lines and a backslash-newline before the error: the position is in the
+    # file the user edits, not in the text osqueryd parses after stripping
+    text = '{\n  // one\n  # two\n  "a": "x\\\ny",\n  "b": 1,,\n}\n'
+    with pytest.raises(ConfigProblem) as caught:
+        parse_osquery_json(text, "pack.conf")
+    assert str(caught.value).startswith("pack.conf:6:10: not JSON")
+    assert text.splitlines()[5][9] == ","
