@@ -391,15 +391,16 @@ def pack_build(directory: str, output: str, **options: Any) -> int:
 @click.option("--replace", is_flag=True, help="Write over .sql files already there.")
 def pack_unpack(pack_file: str, output: str, replace: bool) -> int:
     """Write one .sql file per query of PACK_FILE into a directory (headers for its fields).
-    Exit codes: 0 written, 2 bad input."""
+    Comments in PACK_FILE are not kept. Exit codes: 0 written, 2 bad input."""
     from osqsdk.lint._packtool import PackToolError, read_pack, unpack_pack
 
     try:
-        fields, files = read_pack(pack_file)
+        fields, files, comments = read_pack(pack_file)
         written, removed = unpack_pack(fields, files, output, replace=replace)
     except PackToolError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
+    _say_comments_left(pack_file, comments)
     if removed:
         click.echo(f"removed {removed} .sql files that were in {output}")
     click.echo(f"wrote {len(written)} files to {output}")
@@ -418,8 +419,17 @@ def pack_apply(pack_file: str, output: str, **options: Any) -> int:
     from osqsdk.lint._packtool import PackToolError, read_pack
 
     try:
-        fields, files = read_pack(pack_file)
+        fields, files, comments = read_pack(pack_file)
     except PackToolError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
+    _say_comments_left(pack_file, comments)
     return _finish(fields, files, output, options)
+
+
+def _say_comments_left(pack_file: str, lines: list[int]) -> None:
+    if lines:
+        where = f"line {lines[0]}" if len(lines) == 1 else f"the first at line {lines[0]}"
+        click.echo(f"note: {pack_file}: {len(lines)} comment line"
+                   f"{'' if len(lines) == 1 else 's'} ({where}) not kept in the output",
+                   err=True)

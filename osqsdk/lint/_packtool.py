@@ -43,6 +43,7 @@ from osqsdk._osquery.config import (
     ConfigProblem,
     parse_interval,
     parse_osquery_json,
+    strip_config,
 )
 from osqsdk.lint._files import write_file
 
@@ -175,13 +176,16 @@ def build_pack(directory: str | os.PathLike[str]
     return pack, files, [f"{p}: a symbolic link; left out" for p in skipped]
 
 
-def read_pack(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[QueryFile]]:
-    """A pack file as its own fields and its queries."""
+def read_pack(path: str | os.PathLike[str]
+              ) -> tuple[dict[str, Any], list[QueryFile], list[int]]:
+    """A pack file as its own fields, its queries and the line numbers of its comment
+    lines (which no output of this tool keeps)."""
     file = Path(path)
     try:
         if file.stat().st_size > MAX_CONFIG_BYTES:
             raise PackToolError(f"{file}: larger than {MAX_CONFIG_BYTES} bytes")
-        data = parse_osquery_json(file.read_text(encoding="utf-8"), str(file))
+        text = file.read_text(encoding="utf-8")
+        data = parse_osquery_json(text, str(file))
     except OSError as exc:
         raise PackToolError(f"{file}: cannot be read ({exc.strerror})") from None
     except UnicodeDecodeError:
@@ -199,7 +203,8 @@ def read_pack(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[QueryF
             raise PackToolError(f"{where}: needs a \"query\" string")
         fields = {k: v for k, v in body.items() if k != "query"}
         files.append(QueryFile(name, body["query"], fields, (), where))
-    return pack, files
+    comments = [text.count("\n", 0, at) + 1 for at, _ in strip_config(text).comment_lines]
+    return pack, files, comments
 
 
 def apply_changes(files: Iterable[QueryFile], *, min_interval: int | None = None,

@@ -216,3 +216,18 @@ def test_apply_refuses_contradictions_and_says_what_did_nothing(
     link.symlink_to(out)
     assert main(["pack", "apply", str(tmp_path / "p.conf"), "-o", str(link)]) == 0
     assert link.is_symlink()
+
+
+def test_comments_that_the_output_cannot_keep_are_counted_and_said(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "p.conf"
+    source.write_text('{\n  "queries": {\n    // why this runs hourly\n    # ticket 42\n'
+                      '    "a": {"query": "SELECT 1", "interval": 3600}\n  }\n}\n')
+    assert main(["pack", "apply", str(source), "-o", str(tmp_path / "out.conf")]) == 0
+    assert f"note: {source}: 2 comment lines (the first at line 3) not kept" \
+        in capsys.readouterr().err
+    assert main(["pack", "unpack", str(source), "-o", str(tmp_path / "dir")]) == 0
+    assert "2 comment lines" in capsys.readouterr().err
+    source.write_text('{"queries": {"a": {"query": "SELECT 1", "interval": 3600}}}')
+    assert main(["pack", "apply", str(source), "-o", str(tmp_path / "out.conf")]) == 0
+    assert "note:" not in capsys.readouterr().err
