@@ -206,7 +206,7 @@ def test_stopping_while_a_batch_is_being_encoded_ends_the_process(make_config, c
     time.sleep(0.3)
     started = time.monotonic()
     client.abort()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # not waiting for the stopped encoder forever
     assert encoder._proc.poll() is not None  # ended and reaped
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 

@@ -345,7 +345,7 @@ def test_a_query_that_never_ends_is_stopped_by_the_runners_limits():
     started = time.monotonic()
     with pytest.raises(QueryError, match=r"ran longer than 0.5 s, the runner's limit"):
         engine.query(ENDLESS.format("count(*)"))
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # stopped by the limit, not run forever
     assert engine.query("SELECT 1 AS one").rows == [{"one": 1}]  # the engine goes on
 
 

@@ -142,8 +142,8 @@ def test_a_child_that_dies_before_registering_is_reported_at_once(extdir, manage
     launch_extension(path, manager.socket_path)
     started = time.monotonic()
     with pytest.raises(ExtensionExited) as raised:
-        manager.wait_for("acme", timeout=30)
-    assert time.monotonic() - started < 10  # not the full timeout
+        manager.wait_for("acme", timeout=120)
+    assert time.monotonic() - started < 60  # not the full timeout
     message = str(raised.value)
     assert f"{path} exited with code 3" in message
     assert "cannot open /etc/acme.conf" in message

@@ -452,8 +452,8 @@ def test_no_osqueryd_within_timeout_is_exit_69(spawn, tmp_path):
     path = "/tmp/osqsdk-absent-" + str(os.getpid()) + ".em"
     proc = spawn(BASIC, path, timeout="0.5")
     start = time.monotonic()
-    assert proc.wait() == ExitCode.UNAVAILABLE
-    assert time.monotonic() - start < 5
+    assert proc.wait(60) == ExitCode.UNAVAILABLE
+    assert time.monotonic() - start < 30  # gave up after its timeout, not later
     assert f"{path} is not available after 0.5s" in proc.stderr
 
 
