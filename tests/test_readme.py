@@ -165,7 +165,7 @@ def test_the_by_hand_ssh_recipe_runs_and_metrics_are_observable(tmp_path):
         def counters() -> dict[str, float]:
             try:
                 url = f"http://127.0.0.1:{metrics_port}/metrics"
-                text = urllib.request.urlopen(url, timeout=2).read().decode()
+                text = urllib.request.urlopen(url, timeout=30).read().decode()
             except OSError:
                 return {}
             ssh = 'name="pack_incident-response_ssh_logins"'

@@ -55,17 +55,20 @@ _MAX_WAIT_S = 1.0
 class _Stdin:
     """stdin for pygls, which reads it from a worker thread, one line or body at a time.
 
-    It keeps what the pipe gave beyond the current message in its own buffer, so the
-    server can ask whether messages have arrived that it has not handled yet: a lint
-    waits for them instead of linting text that is already out of date.
+    It keeps what the pipe gave beyond the current message in its own buffer, and knows
+    whether the last body it handed out is still being handled (pygls asks for the next
+    header line only after that), so the server can ask whether messages have arrived
+    that it has not handled yet: a lint waits for them instead of linting text that is
+    already out of date.
     """
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._buffer = bytearray()
+        self._unhandled = False
 
     def pending(self) -> bool:
-        return bool(self._buffer)
+        return self._unhandled or bool(self._buffer)
 
     def _fill(self) -> bool:
         chunk = os.read(self._fd, 1 << 16)
@@ -73,6 +76,7 @@ class _Stdin:
         return bool(chunk)
 
     def readline(self) -> bytes:
+        self._unhandled = False  # pygls handled the last body before reading on
         while (end := self._buffer.find(b"\n")) < 0:
             if not self._fill():
                 end = len(self._buffer) - 1
@@ -86,6 +90,7 @@ class _Stdin:
             pass
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
+        self._unhandled = True  # pygls reads each message's body with one read()
         return data
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The extension the C++ interop peers drive (tests/interop/cpp/*.cpp check its answers)."""
 
+import os
 import threading
 import time
 
@@ -86,13 +87,19 @@ def fail(context):
 
 @osqsdk.table("interop_slow", columns=[Column("x")])
 def slow(context):
-    time.sleep(2.0)
+    release = os.environ.get("INTEROP_RELEASE")  # the peer creates it when it may end
+    if release:
+        open(release + ".started", "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    else:
+        time.sleep(2.0)
     return [{"x": "done"}]
 
 
 # -- logger, config and distributed plugins: what they receive is readable as interop_log --
 import json  # noqa: E402
-import os  # noqa: E402
 import tempfile  # noqa: E402
 
 received = []

@@ -266,5 +266,5 @@ def test_hostile_queries_get_findings_not_tracebacks_and_bounded_time(sql: str) 
 
     started = time.monotonic()
     findings = lint_text(sql, filename="q.sql")
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 60  # bounded: not quadratic minutes
     assert not [f for f in findings if f.code == "OSQ009"]  # the linter did not fail

@@ -62,7 +62,8 @@ def test_a_batch_is_sent_when_old_enough(receiver, make_config):
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
 def test_retryable_statuses_are_retried_until_accepted(receiver, make_config, status, caplog):
     receiver.fail(status, times=3)
-    with LokiClient(make_config(receiver.url)) as client:
+    # batch_wait: the five lines are one batch (sent by flush), however slow the pushes
+    with LokiClient(make_config(receiver.url, batch_wait=5)) as client:
         lines = push_lines(client, 5)
         assert client.flush(10)
         assert client.metrics.value("osqsdk_loki_batch_retries_total") == 3
@@ -77,9 +78,9 @@ def test_retryable_statuses_are_retried_until_accepted(receiver, make_config, st
 
 def test_retry_after_is_honoured(receiver, make_config):
     receiver.fail(429, retry_after=1)
-    with LokiClient(make_config(receiver.url)) as client:
-        push_lines(client, 1)
+    with LokiClient(make_config(receiver.url, batch_wait=5)) as client:
         started = time.monotonic()
+        push_lines(client, 1)
         assert client.flush(10)
         assert time.monotonic() - started >= 1.0  # max_backoff is 0.05 s: the header won
 
@@ -211,7 +212,7 @@ def test_endpoint_and_credential_errors_keep_the_entries_and_retry(receiver, mak
 def test_with_max_retries_an_endpoint_error_drops_counted(receiver, make_config, status,
                                                           reason):
     receiver.fail(status, times=5)
-    with LokiClient(make_config(receiver.url, max_retries=2)) as client:
+    with LokiClient(make_config(receiver.url, max_retries=2, batch_wait=5)) as client:
         push_lines(client, 3)
         assert client.flush(10)
         assert dropped(client, reason) == 3
@@ -219,7 +220,7 @@ def test_with_max_retries_an_endpoint_error_drops_counted(receiver, make_config,
 
 def test_drop_rate_limited(receiver, make_config):
     receiver.fail(429)
-    with LokiClient(make_config(receiver.url, drop_rate_limited=True)) as client:
+    with LokiClient(make_config(receiver.url, drop_rate_limited=True, batch_wait=5)) as client:
         push_lines(client, 2)
         assert client.flush(10)
         assert dropped(client, DropReason.RATE_LIMITED) == 2
@@ -234,7 +235,7 @@ def test_max_retries_used_up_drops_with_the_last_reason(receiver, make_config, f
         receiver.reset(times=3)
     else:
         receiver.fail(int(fault), times=3)
-    with LokiClient(make_config(receiver.url, max_retries=3)) as client:
+    with LokiClient(make_config(receiver.url, max_retries=3, batch_wait=5)) as client:
         push_lines(client, 2)
         assert client.flush(10)
         assert dropped(client, reason) == 2

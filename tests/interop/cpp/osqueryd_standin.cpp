@@ -9,7 +9,9 @@
 //   osqueryd_standin check SOCKET        drives tests/interop/fixture_extension.py and checks values
 //   osqueryd_standin check-plugins SOCKET  the same for its logger, config and distributed plugins
 //   osqueryd_standin bench SOCKET TABLE CALLS [--no-probe]       prints rows/s and latencies
-//   osqueryd_standin ping-during SOCKET TABLE                     worst ping while TABLE generates
+//   osqueryd_standin ping-during SOCKET TABLE [RELEASE PINGS]     worst ping while TABLE generates
+//       with RELEASE: wait for RELEASE.started (the table's generate began), ping PINGS times,
+//       then create RELEASE (the table's generate may end): every ping ran during the generate
 //   osqueryd_standin bench-logger SOCKET ITEM FILE [THREADS [osqueryd|persistent]]
 //                                                                 result lines of FILE as logger calls
 
@@ -474,7 +476,10 @@ int run_bench(const std::string& path, const std::string& table, int calls, bool
   return 0;
 }
 
-int run_ping_during(const std::string& path, const std::string& table) {
+static bool exists(const std::string& file) { return access(file.c_str(), F_OK) == 0; }
+
+int run_ping_during(const std::string& path, const std::string& table,
+                    const std::string& release, int want) {
   std::atomic<bool> done{false};
   double gen_seconds = 0;
   int gen_code = -1;
@@ -485,20 +490,31 @@ int run_ping_during(const std::string& path, const std::string& table) {
     gen_code = r.status.code;
     done = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  if (release.empty()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  } else {
+    for (int i = 0; i < 3000 && !exists(release + ".started"); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
   double worst = 0;
   int pings = 0, failed = 0;
-  while (!done) {
+  while (!done && (release.empty() || pings < want)) {
     double t0 = now_s();
     if (!probe(path)) ++failed;
     worst = std::max(worst, now_s() - t0);
     ++pings;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  bool during = !done;  // every ping so far ran while the generate was still unanswered
+  if (!release.empty()) {
+    FILE* f = std::fopen(release.c_str(), "w");
+    if (f) std::fclose(f);
+  }
   slow.join();
   std::printf("{\"pings\":%d,\"failed\":%d,\"max_ping_ms\":%.3f,\"generate_s\":%.3f,"
-              "\"generate_code\":%d}\n",
-              pings, failed, worst * 1e3, gen_seconds, gen_code);
+              "\"generate_code\":%d,\"during\":%s}\n",
+              pings, failed, worst * 1e3, gen_seconds, gen_code, during ? "true" : "false");
   return failed == 0 && gen_code == 0 ? 0 : 1;
 }
 
@@ -615,7 +631,10 @@ int main(int argc, char** argv) {
       bool with_probe = !(argc >= 6 && std::string(argv[5]) == "--no-probe");
       return run_bench(path, argv[3], std::atoi(argv[4]), with_probe);
     }
-    if (cmd == "ping-during" && argc >= 4) return run_ping_during(path, argv[3]);
+    if (cmd == "ping-during" && argc >= 4) {
+      return run_ping_during(path, argv[3], argc >= 6 ? argv[4] : "",
+                             argc >= 6 ? std::atoi(argv[5]) : 0);
+    }
     if (cmd == "bench-logger" && argc >= 5) {
       return run_bench_logger(path, argv[3], argv[4], argc >= 6 ? std::atoi(argv[5]) : 1,
                               argc >= 7 && std::string(argv[6]) == "persistent");
