@@ -344,8 +344,10 @@ def _with_changes(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _finish(pack_fields: dict[str, Any], files: list[Any], output: str,
-            options: dict[str, Any]) -> int:
-    from osqsdk.lint._packtool import PackToolError, apply_changes, write_pack
+            options: dict[str, Any], source: Any = None) -> int:
+    """Apply the changes, write the pack (``source``, a read PackFile, edited in place
+    when it can be) and lint it."""
+    from osqsdk.lint._packtool import PackToolError, apply_changes, edit_pack_text, write_pack
 
     try:
         kept, said = apply_changes(files, pack_platform=pack_fields.get("platform"),
@@ -355,8 +357,18 @@ def _finish(pack_fields: dict[str, Any], files: list[Any], output: str,
         return 2
     for line in said:
         click.echo(line, err=True)
+    text = None
+    if source is not None:
+        edited = edit_pack_text(source.text, kept)
+        if edited is None:
+            _say_comments_left(source.path, source.comment_lines)
+        else:
+            text, gone = edited
+            if gone:
+                click.echo(f"note: {len(gone)} comment line{'' if len(gone) == 1 else 's'} "
+                           f"directly above the queries left out went with them", err=True)
     try:
-        write_pack(pack_fields, kept, output)
+        write_pack(pack_fields, kept, output, text)
     except PackToolError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
@@ -395,12 +407,12 @@ def pack_unpack(pack_file: str, output: str, replace: bool) -> int:
     from osqsdk.lint._packtool import PackToolError, read_pack, unpack_pack
 
     try:
-        fields, files, comments = read_pack(pack_file)
-        written, removed = unpack_pack(fields, files, output, replace=replace)
+        source = read_pack(pack_file)
+        written, removed = unpack_pack(source.fields, source.queries, output, replace=replace)
     except PackToolError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    _say_comments_left(pack_file, comments)
+    _say_comments_left(pack_file, source.comment_lines)
     if removed:
         click.echo(f"removed {removed} .sql files that were in {output}")
     click.echo(f"wrote {len(written)} files to {output}")
@@ -414,17 +426,16 @@ def pack_unpack(pack_file: str, output: str, replace: bool) -> int:
 @_with_changes
 def pack_apply(pack_file: str, output: str, **options: Any) -> int:
     """Bulk changes to a pack (intervals, platform, exclusions), then lint the result.
-    The pack is written anew: comments in PACK_FILE are not kept.
+    Only what changes is edited: comments and layout elsewhere are kept.
     Exit codes: 0 clean, 1 findings, 2 bad input."""
     from osqsdk.lint._packtool import PackToolError, read_pack
 
     try:
-        fields, files, comments = read_pack(pack_file)
+        source = read_pack(pack_file)
     except PackToolError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    _say_comments_left(pack_file, comments)
-    return _finish(fields, files, output, options)
+    return _finish(source.fields, source.queries, output, options, source)
 
 
 def _say_comments_left(pack_file: str, lines: list[int]) -> None:

@@ -47,8 +47,8 @@ from osqsdk._osquery.config import (
 )
 from osqsdk.lint._files import write_file
 
-__all__ = ["PackToolError", "QueryFile", "apply_changes", "build_pack", "read_pack",
-           "unpack_pack", "write_pack"]
+__all__ = ["PackFile", "PackToolError", "QueryFile", "apply_changes", "build_pack",
+           "edit_pack_text", "read_pack", "unpack_pack", "write_pack"]
 
 PACK_FIELDS_FILE = "_pack.json"
 _HEADER = re.compile(r"^\s*--\s*([A-Za-z][A-Za-z0-9_ -]*?)\s*:\s*(.*?)\s*$")
@@ -176,15 +176,24 @@ def build_pack(directory: str | os.PathLike[str]
     return pack, files, [f"{p}: a symbolic link; left out" for p in skipped]
 
 
-def read_pack(path: str | os.PathLike[str]
-              ) -> tuple[dict[str, Any], list[QueryFile], list[int]]:
-    """A pack file as its own fields, its queries and the line numbers of its comment
-    lines (which no output of this tool keeps)."""
+@dataclass(frozen=True)
+class PackFile:
+    """A pack file read: its own fields, its queries, its text and its comment lines."""
+
+    path: str
+    fields: dict[str, Any]
+    queries: list[QueryFile]
+    text: str
+    comment_lines: list[int]  # line numbers
+
+
+def read_pack(path: str | os.PathLike[str]) -> PackFile:
+    """Read a pack file as osqueryd does."""
     file = Path(path)
     try:
         if file.stat().st_size > MAX_CONFIG_BYTES:
             raise PackToolError(f"{file}: larger than {MAX_CONFIG_BYTES} bytes")
-        text = file.read_text(encoding="utf-8")
+        text = file.read_bytes().decode("utf-8")  # line endings as they are
         data = parse_osquery_json(text, str(file))
     except OSError as exc:
         raise PackToolError(f"{file}: cannot be read ({exc.strerror})") from None
@@ -204,7 +213,7 @@ def read_pack(path: str | os.PathLike[str]
         fields = {k: v for k, v in body.items() if k != "query"}
         files.append(QueryFile(name, body["query"], fields, (), where))
     comments = [text.count("\n", 0, at) + 1 for at, _ in strip_config(text).comment_lines]
-    return pack, files, comments
+    return PackFile(str(path), pack, files, text, comments)
 
 
 def apply_changes(files: Iterable[QueryFile], *, min_interval: int | None = None,
@@ -260,10 +269,108 @@ def apply_changes(files: Iterable[QueryFile], *, min_interval: int | None = None
     return kept, said
 
 
+def edit_pack_text(text: str, queries_kept: Iterable[QueryFile]
+                   ) -> tuple[str, list[int]] | None:
+    """The pack ``text`` with only what ``apply_changes`` changed edited in place: queries
+    left out removed, each with the comment lines directly above it; intervals changed or
+    added. Comments, key order, layout and line endings elsewhere stay as they were.
+    Returns the new text and the line numbers of the comment lines removed, or None when
+    the edited text would not read back as exactly the changed pack (then the caller
+    writes the pack anew)."""
+    from osqsdk.lint._text import JsonError, parse_json
+
+    stripped = strip_config(text)
+    try:
+        data, positions = parse_json(stripped.text)
+    except JsonError:
+        return None
+    queries = data.get("queries") if isinstance(data, dict) else None
+    if not isinstance(queries, dict) or positions.duplicates:
+        return None
+    kept = {q.name: q for q in queries_kept}
+    expected = {**{k: v for k, v in data.items() if k != "queries"},
+                "queries": {q.name: {"query": q.sql, **q.fields} for q in kept.values()}}
+    s = stripped.text
+    def start(path: tuple[Any, ...], key: bool = False) -> int:
+        return stripped.original((positions.keys if key else positions.values)[path][0])
+
+    def end(path: tuple[Any, ...]) -> int:  # just past the value, in the original text
+        return stripped.original(positions.values[path][1] - 1) + 1
+
+    names = list(queries)
+    edits: list[tuple[int, int, str]] = []  # (start, end, replacement) in the original text
+    removed = [name not in kept for name in names]
+    if all(removed) and names:
+        open_at, close_at = positions.values[("queries",)]
+        edits.append((stripped.original(open_at) + 1, stripped.original(close_at - 1), ""))
+    else:
+        lead = 0
+        while removed[lead]:
+            lead += 1
+        if lead:  # the first queries: up to the first kept one, its comment lines kept
+            comma = s.index(",", positions.values[("queries", names[lead - 1])][1])
+            after = stripped.original(comma) + 1
+            while after < len(text) and text[after] in " \t\r\n":
+                after += 1
+            edits.append((_comments_above(text, start(("queries", names[0]), key=True)),
+                          after, ""))
+        for i in range(lead + 1, len(names)):
+            if removed[i]:  # from the end of the query before it to its own end
+                edits.append((end(("queries", names[i - 1])), end(("queries", names[i])), ""))
+    for name, query in kept.items():
+        old = queries[name]
+        if not isinstance(old, dict) or query.fields.get("interval") == old.get("interval"):
+            continue
+        value = json.dumps(query.fields["interval"])
+        if "interval" in old:
+            path = ("queries", name, "interval")
+            edits.append((start(path), end(path), value))
+            continue
+        last = max(old, key=lambda k: positions.values[("queries", name, k)][0])
+        key_at = start(("queries", name, last), key=True)
+        line_start = text.rfind("\n", 0, key_at) + 1
+        indent = text[line_start:key_at]
+        glue = f",\n{indent}" if not indent.strip() and line_start > 0 else ", "
+        at = end(("queries", name, last))
+        edits.append((at, at, f'{glue}"interval": {value}'))
+    out = text
+    for a, b, replacement in sorted(edits, reverse=True):
+        out = out[:a] + replacement + out[b:]
+    try:
+        if parse_osquery_json(out, "edited pack") != expected:
+            return None
+    except ConfigProblem:
+        return None
+    gone = [text.count("\n", 0, at) + 1 for at, _ in stripped.comment_lines
+            if any(a <= at < b for a, b, _ in edits)]
+    return out, gone
+
+
+def _comments_above(text: str, at: int) -> int:
+    """Where the comment lines directly above the line of ``at`` begin (their first
+    character, their indentation kept), or ``at`` when there are none or ``at`` does not
+    begin its line."""
+    line_start = text.rfind("\n", 0, at) + 1
+    if text[line_start:at].strip(" \t"):
+        return at
+    begin = at
+    while line_start > 0:
+        prev_start = text.rfind("\n", 0, line_start - 1) + 1
+        line = text[prev_start:line_start - 1]
+        content = line.lstrip(" \t\r\v\f")
+        if not content.startswith(("//", "#")):
+            break
+        begin = prev_start + len(line) - len(content)
+        line_start = prev_start
+    return begin
+
+
 def write_pack(pack: dict[str, Any], files: Iterable[QueryFile],
-               output: str | os.PathLike[str]) -> None:
-    out = {**pack, "queries": {q.name: {"query": q.sql, **q.fields} for q in files}}
-    text = json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+               output: str | os.PathLike[str], text: str | None = None) -> None:
+    """Write the pack to ``output``: ``text`` when given (an edited file), else rendered."""
+    if text is None:
+        out = {**pack, "queries": {q.name: {"query": q.sql, **q.fields} for q in files}}
+        text = json.dumps(out, indent=2, ensure_ascii=False) + "\n"
     if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
         raise PackToolError(f"{output}: the pack would be {len(text.encode())} bytes; "
                             f"osqueryd reads at most {MAX_CONFIG_BYTES}")

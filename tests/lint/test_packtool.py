@@ -218,14 +218,81 @@ def test_apply_refuses_contradictions_and_says_what_did_nothing(
     assert link.is_symlink()
 
 
-def test_comments_that_the_output_cannot_keep_are_counted_and_said(
+
+COMMENTED = (
+    '{\n'
+    '  // the pack\'s own comment\n'
+    '  "platform": "linux",\n'
+    '  "queries": {\n'
+    '    // about a\n'
+    '    "a": {"query": "SELECT 1", "interval": 60},\n'
+    '    // about b\n'
+    '    # ticket 42\n'
+    '    "b": {\n'
+    '      "query": "SELECT 2",\n'
+    '      "platform": "linux"\n'
+    '    },\r\n'
+    '    "c": {"query": "SELECT 3", "interval": "7200"}  \n'
+    '  }\n'
+    '}\n')
+B_AND_ITS_COMMENTS = ('    // about b\n    # ticket 42\n    "b": {\n      "query": "SELECT 2",\n'
+                      '      "platform": "linux"\n    },\r\n')
+
+
+def test_apply_edits_only_what_changes_and_keeps_comments_and_layout(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = tmp_path / "p.conf"
+    source.write_bytes(COMMENTED.encode())
+    out = tmp_path / "out.conf"
+    assert main(["pack", "apply", str(source), "-o", str(out), "--exclude", "b",
+                 "--min-interval", "120"]) == 0
+    # b goes from the end of a to its own end: a's comma, b's comment lines, b
+    expected = COMMENTED.replace('"interval": 60},\n' + B_AND_ITS_COMMENTS,
+                                 '"interval": 120},\r\n')
+    assert out.read_bytes().decode() == expected
+    assert "note: 2 comment lines directly above the queries left out went with them" \
+        in capsys.readouterr().err
+    # the first query can go too; a query without an interval gets one in its own layout
+    assert main(["pack", "apply", str(source), "-o", str(out), "--exclude", "a",
+                 "--min-interval", "60"]) == 0
+    expected = COMMENTED.replace(
+        '    // about a\n    "a": {"query": "SELECT 1", "interval": 60},\n', "").replace(
+        '      "platform": "linux"\n', '      "platform": "linux",\n      "interval": 3600\n')
+    assert out.read_bytes().decode() == expected
+    assert "note: 1 comment line directly above" in capsys.readouterr().err
+    # every query left out: an empty queries object, the pack's own comment kept
+    assert main(["pack", "apply", str(source), "-o", str(out), "--exclude", "a,b,c"]) == 0
+    assert out.read_text() == ('{\n  // the pack\'s own comment\n  "platform": "linux",\n'
+                               '  "queries": {}\n}\n')
+    assert "note: 3 comment lines" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", CORPUS_PACKS, ids=lambda p: p.name)
+def test_apply_edits_each_corpus_pack_in_place(source: Path) -> None:
+    from osqsdk.lint._packtool import apply_changes, edit_pack_text, read_pack
+
+    pack = read_pack(source)
+    names = [q.name for q in pack.queries]
+    kept, _ = apply_changes(pack.queries, min_interval=600, max_interval=86400,
+                            exclude=names[::3])
+    edited = edit_pack_text(pack.text, kept)
+    assert edited is not None
+    expected = {**pack.fields, "queries": {q.name: {"query": q.sql, **q.fields} for q in kept}}
+    assert parse_osquery_json(edited[0], "edited") == expected
+
+
+def test_when_the_edit_in_place_gives_up_the_lost_comments_are_counted_and_said(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "p.conf"
+    # a query name given twice (osqueryd keeps the last): the edit in place gives up
     source.write_text('{\n  "queries": {\n    // why this runs hourly\n    # ticket 42\n'
+                      '    "a": {"query": "SELECT 0"},\n'
                       '    "a": {"query": "SELECT 1", "interval": 3600}\n  }\n}\n')
     assert main(["pack", "apply", str(source), "-o", str(tmp_path / "out.conf")]) == 0
     assert f"note: {source}: 2 comment lines (the first at line 3) not kept" \
         in capsys.readouterr().err
+    assert json.loads((tmp_path / "out.conf").read_text())["queries"] == {
+        "a": {"query": "SELECT 1", "interval": 3600}}
     assert main(["pack", "unpack", str(source), "-o", str(tmp_path / "dir")]) == 0
     assert "2 comment lines" in capsys.readouterr().err
     source.write_text('{"queries": {"a": {"query": "SELECT 1", "interval": 3600}}}')
