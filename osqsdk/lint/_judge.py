@@ -16,6 +16,7 @@ Double-quoted strings are accepted as string literals, as osqueryd's SQLite (bui
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ MAX_STATEMENTS = 64
 
 _ALLOWED = frozenset({apsw.SQLITE_SELECT, apsw.SQLITE_READ, apsw.SQLITE_RECURSIVE})
 _NO_SUCH_TABLE = re.compile(r"no such table: (?:\w+\.)?(.+)$")
+
+
+#: Verdicts kept per Judge (the language server lints the same queries after every edit).
+MAX_CACHED_VERDICTS = 50_000
 
 
 @dataclass(frozen=True)
@@ -57,13 +62,18 @@ class Verdict:
 def split_statements(sql: str) -> list[tuple[int, int]]:
     """(start, end) of each statement of ``sql``: split at semicolons outside strings,
     quoted names and comments; empty statements (blank, comments, lone ``;``) dropped."""
+    return list(_split(sql))
+
+
+@functools.lru_cache(maxsize=MAX_CACHED_VERDICTS)
+def _split(sql: str) -> tuple[tuple[int, int], ...]:
     spans: list[tuple[int, int]] = []
     start = 0
     for i in code_chars(sql, ";"):
         spans.append((start, i + 1))
         start = i + 1
     spans.append((start, len(sql)))
-    return [(a, b) for a, b in spans if _has_content(sql[a:b])]
+    return tuple((a, b) for a, b in spans if _has_content(sql[a:b]))
 
 
 def _has_content(text: str) -> bool:
@@ -81,6 +91,7 @@ class Judge:
     def __init__(self, schema: Schema, functions: Mapping[str, Iterable[int]],
                  collations: Iterable[str] = ()) -> None:
         self._con = apsw.Connection(":memory:")
+        self._verdicts: dict[str, tuple[Verdict, ...]] = {}
         self._functions = frozenset(name.lower() for name in functions)
         # register what osqueryd has and this SQLite lacks (osquery's own functions, and
         # soundex: osquery builds SQLite with SQLITE_SOUNDEX); SQLite's own are left alone,
@@ -105,12 +116,18 @@ class Judge:
 
     def compile(self, sql: str) -> list[Verdict]:
         """One verdict per statement, up to the first that SQLite refuses."""
+        cached = self._verdicts.get(sql)
+        if cached is not None:  # the same text, the same schema: the same verdicts
+            return list(cached)
         verdicts: list[Verdict] = []
         for start, end in split_statements(sql)[:MAX_STATEMENTS]:
             verdict = self._statement(sql, start, end)
             verdicts.append(verdict)
             if verdict.error is not None:
                 break
+        if len(self._verdicts) >= MAX_CACHED_VERDICTS:
+            self._verdicts.clear()
+        self._verdicts[sql] = tuple(verdicts)
         return verdicts
 
     def program(self, sql: str) -> tuple[tuple[Any, ...], ...] | None:
