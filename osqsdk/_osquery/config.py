@@ -40,7 +40,7 @@ class StrippedText:
     text: str
     _starts: list[int]
     _origins: list[int]
-    _joins: list[int]
+    _joins: list[int]  # where each removed backslash-newline was, in the joined text
     comment_lines: list[tuple[int, str]]
 
     def original(self, offset: int) -> int:
@@ -63,7 +63,7 @@ def strip_config(text: str) -> StrippedText:
         pos = 0
         for piece in pieces[:-1]:
             pos += len(piece)
-            joins.append(pos + 2 * len(joins))
+            joins.append(pos)
         joined = "".join(pieces)
     else:
         joined = text
@@ -89,14 +89,8 @@ def strip_config(text: str) -> StrippedText:
 
 def _orig_offset(pos: int, joins: list[int]) -> int:
     """``pos`` in the joined text as an offset in the original: each removed backslash-newline
-    before it shifts it by two characters."""
-    shift = 0
-    for j in joins:
-        if j <= pos + shift:
-            shift += 2
-        else:
-            break
-    return pos + shift
+    at or before it shifts it by two characters."""
+    return pos + 2 * bisect.bisect_right(joins, pos)
 
 
 def strip_config_comments(text: str) -> str:

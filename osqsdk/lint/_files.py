@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 __all__ = ["write_file"]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_file(path: str | os.PathLike[str], data: bytes) -> None:
@@ -22,12 +29,14 @@ def write_file(path: str | os.PathLike[str], data: bytes) -> None:
             fh.write(data)
             fh.truncate()
         return
-    partial = os.path.join(os.path.dirname(real), f".{os.path.basename(real)}.partial")
+    # A new file of a name no one could plant beforehand (mkstemp: O_EXCL, mode 0600): a
+    # symbolic link waiting at a predictable name would be written through.
+    fd, partial = tempfile.mkstemp(prefix=f".{os.path.basename(real)}.",
+                                   suffix=".partial", dir=os.path.dirname(real))
     try:
-        with open(partial, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        if st is not None:
-            os.chmod(partial, st.st_mode & 0o7777)
+        os.chmod(partial, st.st_mode & 0o7777 if st is not None else 0o666 & ~_umask())
         os.replace(partial, real)
     except OSError:
         try:

@@ -167,3 +167,29 @@ def test_fix_writes_through_a_symlink_and_keeps_hard_links(
     assert "'/bin/sh'" in (tmp_path / "target.sql").read_text()
     assert (tmp_path / "hard.sql").stat().st_ino == (tmp_path / "other" / "twin.sql").stat().st_ino
     assert "'/bin/ksh'" in (tmp_path / "other" / "twin.sql").read_text()
+
+
+def test_a_link_planted_where_the_new_file_is_made_is_not_written_through(
+        tmp_path: Path) -> None:
+    from osqsdk.lint._files import write_file
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    out = tmp_path / "pack.conf"
+    for name in (".pack.conf.partial", ".pack.conf.tmp", "pack.conf.partial"):
+        (tmp_path / name).symlink_to(victim)
+    write_file(out, b"new\n")
+    assert victim.read_text() == "keep me\n"
+    assert out.read_bytes() == b"new\n" and not out.is_symlink()
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".pack.conf.partial", ".pack.conf.tmp", "pack.conf.partial", "pack.conf",
+         "victim.txt"])  # nothing left behind
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
