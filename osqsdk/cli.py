@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import sys
 from collections.abc import Sequence
 
@@ -70,6 +71,10 @@ def cli() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code instead of exiting."""
+    for stream in (sys.stdout, sys.stderr):
+        # text from a file is printed whatever it holds (a lone surrogate, say): escaped
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         result = cli.main(args=list(argv) if argv is not None else None,
                           prog_name="osqsdk", standalone_mode=False)

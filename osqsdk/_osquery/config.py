@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["C_SPACE", "MAX_CONFIG_BYTES", "MAX_DEPTH", "ConfigProblem", "StrippedText",
-           "is_interval", "osquery_bool", "parse_interval", "parse_osquery_json", "strip_config",
-           "strip_config_comments", "validate_config", "validate_pack"]
+           "is_interval", "load_json", "osquery_bool", "parse_interval", "parse_osquery_json",
+           "strip_config", "strip_config_comments", "validate_config", "validate_pack"]
 
 # osqueryd's limit on a config or pack after comment stripping: 1 MiB in released 5.x,
 # 4 MiB on master after 5.23 (osquery a5b14f6, #9042).
@@ -113,6 +114,76 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
+def _first_of_each_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # osqueryd looks keys up with RapidJSON's FindMember (the first member of a name) and
+    # keeps the first query of a name in a pack (std::map::emplace): docs/protocol.md §5.2
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        out.setdefault(key, value)
+    return out
+
+
+def _number(text: str) -> float | int:
+    # RapidJSON refuses a number too big for a double ("Number too big to be stored in
+    # double"); Python would read it, or fail with a traceback past 4,300 digits.
+    if math.isinf(float(text)):
+        raise json.JSONDecodeError("number too big to be stored in a double", text, 0)
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.S)
+
+
+def _unpaired_surrogate(text: str) -> int | None:
+    """Where a ``\\uD800``-``\\uDFFF`` escape stands without its other half, or None."""
+    high_end = -1  # where the last high-surrogate escape ended, if it was the last escape
+    high_at = -1
+    for match in _ESCAPE.finditer(text):
+        code = int(match.group(1), 16) if match.group(1) else -1
+        if high_end >= 0 and not (match.start() == high_end and 0xDC00 <= code <= 0xDFFF):
+            return high_at
+        if high_end >= 0:
+            high_end = -1
+            continue
+        if 0xD800 <= code <= 0xDBFF:
+            high_end, high_at = match.end(), match.start()
+        elif 0xDC00 <= code <= 0xDFFF:
+            return match.start()
+    return high_at if high_end >= 0 else None
+
+
+def load_json(text: str) -> Any:
+    """``json.loads`` as osqueryd reads JSON: the first of a repeated key counts, NaN and
+    Infinity are not JSON, a number beyond a double's range is an error, and so is half a
+    surrogate pair. A JSONDecodeError's ``pos`` is where the problem is."""
+    if re.search(r"\\u[dD][89a-fA-F]", text):
+        at = _unpaired_surrogate(text)
+        if at is not None:  # RapidJSON: kParseErrorStringUnicodeSurrogateInvalid
+            raise json.JSONDecodeError("half of a surrogate pair in a string", text, at)
+    try:
+        return json.loads(text, object_pairs_hook=_first_of_each_key, parse_int=_number,
+                          parse_float=_number, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        if exc.doc is text:
+            raise
+        # raised by a hook, which is not told where it is: find the token in the text
+        at = _token_at(text, exc.doc)
+        raise json.JSONDecodeError(exc.msg, text, at) from None
+
+
+def _token_at(text: str, token: str) -> int:
+    """Where ``token`` first stands outside a string in JSON ``text`` (one pass)."""
+    pattern = rf'"(?:[^"\\]|\\.)*"|(?<![\w.+-]){re.escape(token)}(?![\w.])'
+    for match in re.finditer(pattern, text):
+        if not match.group().startswith('"'):
+            return match.start()
+    return max(text.find(token), 0)
+
+
 def parse_osquery_json(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:
     """Read config or pack text as osqueryd does; raise ConfigProblem with the reason."""
     kept = strip_config(text)
@@ -125,7 +196,7 @@ def parse_osquery_json(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) 
     if re.search(rf"[\[{{]{{{MAX_DEPTH + 1},}}", stripped):
         raise ConfigProblem(f"{what} nests deeper than osqueryd's {MAX_DEPTH} levels")
     try:
-        data = json.loads(stripped)
+        data = load_json(stripped)
     except RecursionError:
         raise ConfigProblem(f"{what} nests deeper than osqueryd's {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:

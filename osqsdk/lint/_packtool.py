@@ -30,6 +30,7 @@ told to replace them.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from osqsdk._osquery.config import (
+    C_SPACE,
     MAX_CONFIG_BYTES,
     ConfigProblem,
     parse_interval,
@@ -201,6 +203,8 @@ def read_pack(path: str | os.PathLike[str]) -> PackFile:
         raise PackToolError(f"{file}: not UTF-8 text") from None
     except ConfigProblem as exc:
         raise PackToolError(str(exc)) from None
+    stripped = strip_config(text)
+    _duplicates_refused(file, text, stripped)
     queries = data.get("queries")
     if not isinstance(queries, dict):
         raise PackToolError(f"{file}: a pack needs a \"queries\" object")
@@ -212,8 +216,23 @@ def read_pack(path: str | os.PathLike[str]) -> PackFile:
             raise PackToolError(f"{where}: needs a \"query\" string")
         fields = {k: v for k, v in body.items() if k != "query"}
         files.append(QueryFile(name, body["query"], fields, (), where))
-    comments = [text.count("\n", 0, at) + 1 for at, _ in strip_config(text).comment_lines]
+    comments = _line_numbers(text, [at for at, _ in stripped.comment_lines])
     return PackFile(str(path), pack, files, text, comments)
+
+
+def _duplicates_refused(file: Path, text: str, stripped: Any) -> None:
+    """A key given twice is an error here: osqueryd reads the first (docs/protocol.md
+    §5.2), and whatever this tool wrote would drop the other without a word."""
+    from osqsdk.lint._text import parse_json
+
+    _, positions = parse_json(stripped.text)  # the text was read once already: no error
+    if positions.duplicates:
+        _, key, offset = positions.duplicates[0]
+        at = stripped.original(offset)
+        (line,) = _line_numbers(text, [at])
+        column = at - (text.rfind("\n", 0, at) + 1) + 1
+        raise PackToolError(f"{file}:{line}:{column}: key {json.dumps(key)} given twice "
+                            f"(osqueryd reads the first); rename or remove one first")
 
 
 def apply_changes(files: Iterable[QueryFile], *, min_interval: int | None = None,
@@ -291,65 +310,100 @@ def edit_pack_text(text: str, queries_kept: Iterable[QueryFile]
     expected = {**{k: v for k, v in data.items() if k != "queries"},
                 "queries": {q.name: {"query": q.sql, **q.fields} for q in kept.values()}}
     s = stripped.text
+    comment_starts = {at for at, _ in stripped.comment_lines}
+
     def start(path: tuple[Any, ...], key: bool = False) -> int:
         return stripped.original((positions.keys if key else positions.values)[path][0])
 
     def end(path: tuple[Any, ...]) -> int:  # just past the value, in the original text
         return stripped.original(positions.values[path][1] - 1) + 1
 
+    def comma_after(path: tuple[Any, ...]) -> int | None:  # in the original text
+        after = positions.values[path][1]
+        while after < len(s) and s[after] in " \t\r\n":
+            after += 1
+        return stripped.original(after) if after < len(s) and s[after] == "," else None
+
     names = list(queries)
-    edits: list[tuple[int, int, str]] = []  # (start, end, replacement) in the original text
-    removed = [name not in kept for name in names]
-    if all(removed) and names:
-        open_at, close_at = positions.values[("queries",)]
-        edits.append((stripped.original(open_at) + 1, stripped.original(close_at - 1), ""))
-    else:
-        lead = 0
-        while removed[lead]:
-            lead += 1
-        if lead:  # the first queries: up to the first kept one, its comment lines kept
-            comma = s.index(",", positions.values[("queries", names[lead - 1])][1])
-            after = stripped.original(comma) + 1
-            while after < len(text) and text[after] in " \t\r\n":
-                after += 1
-            edits.append((_comments_above(text, start(("queries", names[0]), key=True)),
-                          after, ""))
-        for i in range(lead + 1, len(names)):
-            if removed[i]:  # from the end of the query before it to its own end
-                edits.append((end(("queries", names[i - 1])), end(("queries", names[i])), ""))
+    removals: list[tuple[int, int]] = []
+    for name in names:
+        if name in kept:
+            continue
+        path = ("queries", name)
+        first = _comments_above(text, start(path, key=True), comment_starts)
+        line_start = text.rfind("\n", 0, first) + 1
+        whole_lines = not text[line_start:first].strip(" \t")
+        comma = comma_after(path)
+        stop = comma + 1 if comma is not None else end(path)
+        rest = _line_end(text, stop)
+        if whole_lines and not text[stop:rest].strip(" \t\r"):
+            removals.append((line_start, min(rest + 1, len(text))))  # whole lines
+        else:
+            while stop < len(text) and text[stop] in " \t":
+                stop += 1
+            removals.append((first, stop))
+    last_kept = max((i for i, n in enumerate(names) if n in kept), default=None)
+    if last_kept is not None and last_kept < len(names) - 1:
+        comma = comma_after(("queries", names[last_kept]))  # nothing follows it any more
+        if comma is None:
+            return None
+        removals.append((comma, comma + 1))
+    edits = [(a, b, "") for a, b in removals]
     for name, query in kept.items():
         old = queries[name]
         if not isinstance(old, dict) or query.fields.get("interval") == old.get("interval"):
             continue
         value = json.dumps(query.fields["interval"])
         if "interval" in old:
-            path = ("queries", name, "interval")
-            edits.append((start(path), end(path), value))
+            where = ("queries", name, "interval")
+            if any(start(where) <= at < end(where) for at in comment_starts):
+                return None  # a comment inside the old value: not ours to drop
+            edits.append((start(where), end(where), value))
             continue
         last = max(old, key=lambda k: positions.values[("queries", name, k)][0])
         key_at = start(("queries", name, last), key=True)
         line_start = text.rfind("\n", 0, key_at) + 1
         indent = text[line_start:key_at]
-        glue = f",\n{indent}" if not indent.strip() and line_start > 0 else ", "
+        newline = "\r\n" if text[line_start - 2:line_start] == "\r\n" else "\n"
+        glue = f",{newline}{indent}" if line_start > 0 and not indent.strip(" \t") else ", "
         at = end(("queries", name, last))
         edits.append((at, at, f'{glue}"interval": {value}'))
-    out = text
-    for a, b, replacement in sorted(edits, reverse=True):
-        out = out[:a] + replacement + out[b:]
+    edits.sort()
+    pieces, done = [], 0
+    for a, b, replacement in edits:
+        if a < done:
+            return None  # overlapping edits: a layout this does not handle
+        pieces += [text[done:a], replacement]
+        done = b
+    out = "".join(pieces) + text[done:]
     try:
         if parse_osquery_json(out, "edited pack") != expected:
             return None
     except ConfigProblem:
         return None
-    gone = [text.count("\n", 0, at) + 1 for at, _ in stripped.comment_lines
-            if any(a <= at < b for a, b, _ in edits)]
-    return out, gone
+    spans = sorted(removals)
+    gone = [at for at in sorted(comment_starts)
+            if (i := bisect.bisect_right(spans, (at, len(text) + 1)) - 1) >= 0
+            and spans[i][0] <= at < spans[i][1]]
+    return out, _line_numbers(text, gone)
 
 
-def _comments_above(text: str, at: int) -> int:
+def _line_end(text: str, at: int) -> int:
+    found = text.find("\n", at)
+    return len(text) if found < 0 else found
+
+
+def _line_numbers(text: str, offsets: list[int]) -> list[int]:
+    """1-based line numbers of sorted ``offsets``, in one pass over the line breaks."""
+    breaks = [m.start() for m in re.finditer("\n", text)]
+    return [bisect.bisect_left(breaks, at) + 1 for at in offsets]
+
+
+def _comments_above(text: str, at: int, comment_starts: set[int]) -> int:
     """Where the comment lines directly above the line of ``at`` begin (their first
     character, their indentation kept), or ``at`` when there are none or ``at`` does not
-    begin its line."""
+    begin its line. A comment line is one osquery strips (``comment_starts``: the offset
+    of each one's first character), not a line that merely looks like one."""
     line_start = text.rfind("\n", 0, at) + 1
     if text[line_start:at].strip(" \t"):
         return at
@@ -357,10 +411,10 @@ def _comments_above(text: str, at: int) -> int:
     while line_start > 0:
         prev_start = text.rfind("\n", 0, line_start - 1) + 1
         line = text[prev_start:line_start - 1]
-        content = line.lstrip(" \t\r\v\f")
-        if not content.startswith(("//", "#")):
+        content = prev_start + len(line) - len(line.lstrip(C_SPACE))
+        if content not in comment_starts:
             break
-        begin = prev_start + len(line) - len(content)
+        begin = content
         line_start = prev_start
     return begin
 

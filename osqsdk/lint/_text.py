@@ -161,7 +161,7 @@ def _scan_json(text: str) -> Positions:
             if not stack:
                 return pos  # json.loads reports the stray bracket
             frame = stack.pop()
-            pos.values[frame[1]] = (starts.pop(), m.end())
+            pos.values.setdefault(frame[1], (starts.pop(), m.end()))  # the first of a key
             if stack and stack[-1][0] == "[":
                 stack[-1][2] += 1
             continue
@@ -179,7 +179,7 @@ def _scan_json(text: str) -> Positions:
                 pos.duplicates.append((frame[1], key, start))
             frame[3].add(key)
             pending_key = key
-            pos.keys[frame[1] + (key,)] = (start, m.end())
+            pos.keys.setdefault(frame[1] + (key,), (start, m.end()))
             frame[4] = False
             continue
         if stack and stack[-1][0] == "[":
@@ -189,9 +189,9 @@ def _scan_json(text: str) -> Positions:
             vp = stack[-1][1] + (pending_key,)
         else:
             vp = ()
-        pos.values[vp] = (start, m.end())
+        pos.values.setdefault(vp, (start, m.end()))
         if c == '"':
-            pos.raw_strings[vp] = tok
+            pos.raw_strings.setdefault(vp, tok)
     return pos
 
 
@@ -205,9 +205,11 @@ def _decode_key(tok: str) -> str:
 
 def parse_json(text: str) -> tuple[Any, Positions]:
     """Decode JSON text and locate its values; raise :class:`JsonError` when it is not JSON."""
+    from osqsdk._osquery.config import load_json
+
     positions = _scan_json(text)
     try:
-        value = json.loads(text)
+        value = load_json(text)  # as osqueryd reads it: the first of a repeated key counts
     except json.JSONDecodeError as exc:
         raise JsonError(exc.msg, exc.pos) from None
     except RecursionError:

@@ -225,11 +225,12 @@ def test_pack_path_with_a_nul_character_matches_no_file(tmp_path: Path) -> None:
     assert codes(findings) == ["OSQ409"] * 3
 
 
-def test_a_pack_path_no_file_can_have_is_a_missing_pack(tmp_path: Path) -> None:
+def test_a_lone_surrogate_is_invalid_json_as_osqueryd_reads_it(tmp_path: Path) -> None:
     conf = tmp_path / "osquery.conf"
-    conf.write_text('{"packs": {"x": "\\ud800.conf"}}')  # a lone surrogate
+    conf.write_text('{"packs": {"x": "\\ud800.conf"}}')  # RapidJSON refuses half a pair
     findings = lint_paths([str(conf)]).findings
-    assert [(f.code, f.arguments["target"]) for f in findings] == [("OSQ409", "\ud800.conf")]
+    assert [(f.code, f.line, f.column) for f in findings] == [("OSQ002", 1, 18)]
+    assert "half of a surrogate pair" in findings[0].message
 
 
 def test_a_pack_glob_does_not_follow_symlinks_out_of_the_tree_or_into_cycles(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -246,9 +247,9 @@ def test_apply_edits_only_what_changes_and_keeps_comments_and_layout(
     out = tmp_path / "out.conf"
     assert main(["pack", "apply", str(source), "-o", str(out), "--exclude", "b",
                  "--min-interval", "120"]) == 0
-    # b goes from the end of a to its own end: a's comma, b's comment lines, b
-    expected = COMMENTED.replace('"interval": 60},\n' + B_AND_ITS_COMMENTS,
-                                 '"interval": 120},\r\n')
+    # b goes whole lines: its comment lines, b and its comma
+    expected = COMMENTED.replace(B_AND_ITS_COMMENTS, "").replace('"interval": 60}',
+                                                                  '"interval": 120}')
     assert out.read_bytes().decode() == expected
     assert "note: 2 comment lines directly above the queries left out went with them" \
         in capsys.readouterr().err
@@ -263,7 +264,7 @@ def test_apply_edits_only_what_changes_and_keeps_comments_and_layout(
     # every query left out: an empty queries object, the pack's own comment kept
     assert main(["pack", "apply", str(source), "-o", str(out), "--exclude", "a,b,c"]) == 0
     assert out.read_text() == ('{\n  // the pack\'s own comment\n  "platform": "linux",\n'
-                               '  "queries": {}\n}\n')
+                               '  "queries": {\n  }\n}\n')
     assert "note: 3 comment lines" in capsys.readouterr().err
 
 
@@ -284,17 +285,107 @@ def test_apply_edits_each_corpus_pack_in_place(source: Path) -> None:
 def test_when_the_edit_in_place_gives_up_the_lost_comments_are_counted_and_said(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = tmp_path / "p.conf"
-    # a query name given twice (osqueryd keeps the last): the edit in place gives up
-    source.write_text('{\n  "queries": {\n    // why this runs hourly\n    # ticket 42\n'
-                      '    "a": {"query": "SELECT 0"},\n'
-                      '    "a": {"query": "SELECT 1", "interval": 3600}\n  }\n}\n')
-    assert main(["pack", "apply", str(source), "-o", str(tmp_path / "out.conf")]) == 0
+    # a comment inside the value apply replaces: the edit in place gives up
+    source.write_text('{\n  "queries": {\n    // why\n    "a": {"query": "SELECT 1",'
+                      ' "interval": [\n      # odd\n      60]}\n  }\n}\n')
+    assert main(["pack", "apply", str(source), "-o", str(tmp_path / "out.conf"),
+                 "--max-interval", "100"]) == 0
     assert f"note: {source}: 2 comment lines (the first at line 3) not kept" \
         in capsys.readouterr().err
     assert json.loads((tmp_path / "out.conf").read_text())["queries"] == {
-        "a": {"query": "SELECT 1", "interval": 3600}}
+        "a": {"query": "SELECT 1", "interval": 100}}
+    # unpack keeps no comment line, and says so
+    source.write_text('{\n  // why\n  # more\n  "queries": {"a": {"query": "SELECT 1"}}\n}\n')
     assert main(["pack", "unpack", str(source), "-o", str(tmp_path / "dir")]) == 0
-    assert "2 comment lines" in capsys.readouterr().err
+    assert "2 comment lines (the first at line 2) not kept" in capsys.readouterr().err
     source.write_text('{"queries": {"a": {"query": "SELECT 1", "interval": 3600}}}')
     assert main(["pack", "apply", str(source), "-o", str(tmp_path / "out.conf")]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_a_key_given_twice_is_refused_where_it_is(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "p.conf"
+    source.write_text('{\n  "queries": {\n    "a": {"query": "SELECT 0"},\n'
+                      '    "a": {"query": "SELECT 1", "interval": 3600}\n  }\n}\n')
+    for command in (["apply", str(source), "-o", str(tmp_path / "out.conf")],
+                    ["unpack", str(source), "-o", str(tmp_path / "dir")]):
+        assert main(["pack", *command]) == 2
+        assert f'error: {source}:4:5: key "a" given twice (osqueryd reads the first)' \
+            in capsys.readouterr().err
+    assert not (tmp_path / "out.conf").exists() and not (tmp_path / "dir").exists()
+
+
+@pytest.mark.parametrize("before, args, after", [
+    # CRLF: an added interval keeps the file's line endings
+    ('{\r\n  "queries": {\r\n    "a": {\r\n      "query": "SELECT 1"\r\n    }\r\n  }\r\n}\r\n',
+     ["--min-interval", "60"],
+     '{\r\n  "queries": {\r\n    "a": {\r\n      "query": "SELECT 1",\r\n'
+     '      "interval": 3600\r\n    }\r\n  }\r\n}\r\n'),
+    # a section comment set apart by a blank line is not the removed query's
+    ('{"queries": {\n  "a": {"query": "SELECT 1"},\n\n  // === section 2 ===\n\n'
+     '  "b": {"query": "SELECT 2"}\n}}\n', ["--exclude", "b"],
+     '{"queries": {\n  "a": {"query": "SELECT 1"}\n\n  // === section 2 ===\n\n}}\n'),
+    # compact layout: the first query goes, the comment above the next one stays put
+    ('{"queries": {"a": {"query": "SELECT 1"},\n  // about b\n  "b": {"query": "SELECT 2"}\n}}\n',
+     ["--exclude", "a"],
+     '{"queries": {\n  // about b\n  "b": {"query": "SELECT 2"}\n}}\n'),
+    # one line: the query and its comma go, the spaces around stay tidy
+    ('{"queries": {"a": {"query": "SELECT 1"}, "b": {"query": "SELECT 2"}, '
+     '"c": {"query": "SELECT 3"}}}', ["--exclude", "b"],
+     '{"queries": {"a": {"query": "SELECT 1"}, "c": {"query": "SELECT 3"}}}'),
+    # a line that only looks like a comment (it continues the line before) is content
+    ('{"description": "see \\\n// example.com", "queries": {\n  "a": {"query": "SELECT 1"},\n'
+     '  "b": {"query": "SELECT 2"}\n}}\n', ["--exclude", "a"],
+     '{"description": "see \\\n// example.com", "queries": {\n'
+     '  "b": {"query": "SELECT 2"}\n}}\n'),
+    # nothing to do in an empty pack
+    ('{"queries": {}}\n', ["--min-interval", "60"], '{"queries": {}}\n'),
+])
+def test_apply_in_place_on_odd_layouts(before: str, args: list[str], after: str,
+                                       tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "p.conf"
+    source.write_bytes(before.encode())
+    out = tmp_path / "out.conf"
+    assert main(["pack", "apply", str(source), "-o", str(out), *args]) in (0, 1)
+    assert out.read_bytes().decode() == after
+    assert "not kept" not in capsys.readouterr().err
+
+
+def test_apply_is_linear_in_comment_lines_and_continuations(tmp_path: Path) -> None:
+    source = tmp_path / "p.conf"
+    source.write_text('{"queries": {"a": {"query": "SELECT 1' + " \\\n" * 20000
+                      + '", "interval": 10}}}\n' + "#\n" * 20000)
+    started = time.monotonic()
+    assert main(["pack", "apply", str(source), "-o", str(tmp_path / "o.conf"),
+                 "--min-interval", "60"]) == 0
+    assert time.monotonic() - started < 60  # bounded: it took minutes when quadratic
+    assert parse_osquery_json((tmp_path / "o.conf").read_text(), "o")["queries"]["a"][
+        "interval"] == 60
+
+
+@pytest.mark.parametrize("value, said", [
+    ("9" * 5000, "number too big to be stored in a double"),
+    ("1e400", "number too big to be stored in a double"),
+    ("NaN", "NaN is not JSON"),
+])
+def test_numbers_osqueryd_refuses_are_errors_not_tracebacks(
+        value: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "p.conf"
+    source.write_text('{"queries": {\n  "a": {"query": "SELECT 1", "interval": ' + value + "}}}")
+    assert main(["pack", "apply", str(source), "-o", str(tmp_path / "o.conf")]) == 2
+    assert f"{source}:2:42: not JSON after osquery's comment stripping: {said}" \
+        in capsys.readouterr().err
+
+
+def test_half_a_surrogate_pair_is_an_error_as_in_osqueryd(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "p.conf"
+    source.write_text('{"queries": {"\\ud800": {"query": "SELECT nmae FROM processes"}}}')
+    assert main(["pack", "apply", str(source), "-o", str(tmp_path / "o.conf")]) == 2
+    assert "1:15: not JSON after osquery's comment stripping: half of a surrogate pair" \
+        in capsys.readouterr().err
+    assert main(["lint", str(source)]) == 1
+    assert "1:15: OSQ002 error: not valid JSON: half of a surrogate pair" \
+        in capsys.readouterr().out

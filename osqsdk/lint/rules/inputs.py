@@ -297,8 +297,10 @@ class DuplicateKey(Rule):
     """An object has the same key twice.
 
     ## Why is this bad?
-    JSON parsers keep one of the two values without a warning: osquery keeps the last, so
-    the first query of that name silently disappears.
+    JSON parsers keep one of the two values without a warning, and not the same one:
+    osqueryd reads the first (RapidJSON's lookup finds the first member of a name, and a
+    pack keeps the first query of a name), while Python, jq and most editors' previews show
+    the last. The query a reviewer reads may not be the one that runs.
 
     ## Example
     ```json
@@ -313,7 +315,7 @@ class DuplicateKey(Rule):
     code = "OSQ008"
     name = "duplicate-key"
     severity = "warning"
-    message = "key {key!r} appears more than once; only the last value is used"
+    message = "key {key!r} appears more than once; osqueryd reads only the first"
 
 
 class AnalysisFailed(Rule):
