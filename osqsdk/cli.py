@@ -9,6 +9,7 @@ Exit codes: 0 success, 1 findings or a failed check, 2 usage or I/O error.
 
 from __future__ import annotations
 
+import codecs
 import importlib
 import importlib.util
 import io
@@ -69,12 +70,24 @@ def cli() -> None:
     """osquery extensions, Loki shipping and pack linting."""
 
 
+def _print_errors(exc: UnicodeError) -> tuple[str | bytes, int]:
+    try:
+        return codecs.lookup_error("surrogateescape")(exc)
+    except UnicodeError:
+        return codecs.lookup_error("backslashreplace")(exc)
+
+
+_PRINT_ERRORS = "osqsdk-print"
+codecs.register_error(_PRINT_ERRORS, _print_errors)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code instead of exiting."""
     for stream in (sys.stdout, sys.stderr):
-        # text from a file is printed whatever it holds (a lone surrogate, say): escaped
+        # text from a file is printed whatever it holds: a file name's undecodable bytes
+        # as they were, anything else unencodable escaped
         if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors=_PRINT_ERRORS)
     try:
         result = cli.main(args=list(argv) if argv is not None else None,
                           prog_name="osqsdk", standalone_mode=False)

@@ -14,9 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["C_SPACE", "MAX_CONFIG_BYTES", "MAX_DEPTH", "ConfigProblem", "StrippedText",
-           "is_interval", "load_json", "osquery_bool", "parse_interval", "parse_osquery_json",
-           "strip_config", "strip_config_comments", "validate_config", "validate_pack"]
+__all__ = ["C_SPACE", "LAST_WINS", "MAX_CONFIG_BYTES", "MAX_DEPTH", "ConfigProblem",
+           "StrippedText", "is_interval", "load_json", "osquery_bool", "parse_interval",
+           "parse_osquery_json", "repeated_key_wins", "strip_config", "strip_config_comments",
+           "validate_config", "validate_pack"]
 
 # osqueryd's limit on a config or pack after comment stripping: 1 MiB in released 5.x,
 # 4 MiB on master after 5.23 (osquery a5b14f6, #9042).
@@ -114,12 +115,35 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
+#: Objects of a config whose repeated keys osqueryd reads last-wins (docs/protocol.md §5.2):
+#: each pack replaces one of the same name, each option sets its flag again.
+LAST_WINS = frozenset({("packs",), ("options",)})
+
+
+def repeated_key_wins(object_path: tuple[Any, ...]) -> str:
+    """Which of a repeated key osqueryd reads in the object at ``object_path``."""
+    return "last" if tuple(object_path) in LAST_WINS else "first"
+
+
+class _Members(dict):  # type: ignore[type-arg]
+    """An object read first-wins, keeping the last value of each repeated key aside."""
+
+    __slots__ = ("last",)
+    last: dict[str, Any] | None
+
+
 def _first_of_each_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # osqueryd looks keys up with RapidJSON's FindMember (the first member of a name) and
     # keeps the first query of a name in a pack (std::map::emplace): docs/protocol.md §5.2
-    out: dict[str, Any] = {}
+    out = _Members()
+    out.last = None
     for key, value in pairs:
-        out.setdefault(key, value)
+        if key not in out:
+            out[key] = value
+        else:
+            if out.last is None:
+                out.last = {}
+            out.last[key] = value
     return out
 
 
@@ -157,31 +181,46 @@ def _unpaired_surrogate(text: str) -> int | None:
 
 
 def load_json(text: str) -> Any:
-    """``json.loads`` as osqueryd reads JSON: the first of a repeated key counts, NaN and
+    """``json.loads`` as osqueryd reads JSON (docs/protocol.md §5.2): the first of a
+    repeated key counts (the last in a config's ``packs`` and ``options``), NaN and
     Infinity are not JSON, a number beyond a double's range is an error, and so is half a
-    surrogate pair. A JSONDecodeError's ``pos`` is where the problem is."""
-    if re.search(r"\\u[dD][89a-fA-F]", text):
-        at = _unpaired_surrogate(text)
-        if at is not None:  # RapidJSON: kParseErrorStringUnicodeSurrogateInvalid
-            raise json.JSONDecodeError("half of a surrogate pair in a string", text, at)
+    surrogate pair. A JSONDecodeError's ``pos`` is where the first problem is."""
+    half = _unpaired_surrogate(text) if re.search(r"\\u[dD][89a-fA-F]", text) else None
+    # RapidJSON: kParseErrorStringUnicodeSurrogateInvalid, where the escape stands
+    surrogate = json.JSONDecodeError("half of a surrogate pair in a string", text, half or 0)
     try:
-        return json.loads(text, object_pairs_hook=_first_of_each_key, parse_int=_number,
+        data = json.loads(text, object_pairs_hook=_first_of_each_key, parse_int=_number,
                           parse_float=_number, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        if exc.doc is text:
-            raise
-        # raised by a hook, which is not told where it is: find the token in the text
-        at = _token_at(text, exc.doc)
-        raise json.JSONDecodeError(exc.msg, text, at) from None
+        error = exc
+        if exc.doc is not text:  # raised by a hook, which is not told where it is
+            error = json.JSONDecodeError(exc.msg, text, _token_at(text, exc.doc))
+        raise (surrogate if half is not None and half < error.pos else error) from None
+    if half is not None:
+        raise surrogate
+    if isinstance(data, dict):
+        for (key,) in LAST_WINS:
+            section = data.get(key)
+            if isinstance(section, _Members) and section.last:
+                section.update(section.last)
+    return data
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 
 
 def _token_at(text: str, token: str) -> int:
-    """Where ``token`` first stands outside a string in JSON ``text`` (one pass)."""
-    pattern = rf'"(?:[^"\\]|\\.)*"|(?<![\w.+-]){re.escape(token)}(?![\w.])'
-    for match in re.finditer(pattern, text):
-        if not match.group().startswith('"'):
-            return match.start()
-    return max(text.find(token), 0)
+    """Where ``token`` first stands outside a string in JSON ``text``."""
+    spans = [(m.start(), m.end()) for m in _STRING.finditer(text)]
+    starts = [a for a, _ in spans]
+    at = text.find(token)
+    while at >= 0:
+        i = bisect.bisect_right(starts, at) - 1
+        inside = i >= 0 and at < spans[i][1]
+        if not inside and (at == 0 or not (text[at - 1].isalnum() or text[at - 1] in "._+-")):
+            return at
+        at = text.find(token, at + 1)
+    return 0
 
 
 def parse_osquery_json(text: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from osqsdk._osquery.config import osquery_bool, parse_interval, strip_config
+from osqsdk._osquery.config import osquery_bool, parse_interval, repeated_key_wins, strip_config
 from osqsdk.lint._model import CONFIG_KEYS, DEFAULT_INTERVAL, Document, QueryRecord
 from osqsdk.lint._rule import DocAnchor, FileAnchor, Report
 from osqsdk.lint._text import (
@@ -219,10 +219,11 @@ class Loader:
                                                          detail=exc.message))
             return None
         doc.value, doc.positions = value, positions
-        for _obj_path, key, offset in positions.duplicates:
+        for obj_path, key, offset in positions.duplicates:
             line, col = source.position(stripped.original(offset))
             self.reports.append(R.DuplicateKey.report(
-                FileAnchor(line, col, line, col + len(key) + 2, path=display), key=key))
+                FileAnchor(line, col, line, col + len(key) + 2, path=display), key=key,
+                which=repeated_key_wins(obj_path)))
         if not isinstance(value, dict):
             if not explicit and not display.endswith(".conf"):
                 return None  # some other JSON file in the tree (fixtures, data)

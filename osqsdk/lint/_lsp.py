@@ -69,7 +69,8 @@ class _Stdin:
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._buffer = bytearray()
-        self._unhandled = False
+        self._unhandled = False  # from a message's first line until pygls has handled it
+        self._body_read = False
 
     def pending(self) -> bool:
         return self._unhandled or bool(self._buffer)
@@ -80,21 +81,25 @@ class _Stdin:
         return bool(chunk)
 
     def readline(self) -> bytes:
-        self._unhandled = False  # pygls handled the last body before reading on
+        if self._body_read:  # pygls handled the last body before reading on
+            self._body_read = self._unhandled = False
         while (end := self._buffer.find(b"\n")) < 0:
             if not self._fill():
                 end = len(self._buffer) - 1
                 break
         line = bytes(self._buffer[:end + 1])
+        if line.strip():
+            self._unhandled = True  # a message has begun (set before it leaves the buffer)
         del self._buffer[:end + 1]
         return line
 
     def read(self, size: int) -> bytes:
+        self._unhandled = True  # pygls reads each message's body with one read()
         while len(self._buffer) < size and self._fill():
             pass
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
-        self._unhandled = True  # pygls reads each message's body with one read()
+        self._body_read = True
         return data
 
 

@@ -45,6 +45,7 @@ from osqsdk._osquery.config import (
     ConfigProblem,
     parse_interval,
     parse_osquery_json,
+    repeated_key_wins,
     strip_config,
 )
 from osqsdk.lint._files import write_file
@@ -227,12 +228,13 @@ def _duplicates_refused(file: Path, text: str, stripped: Any) -> None:
 
     _, positions = parse_json(stripped.text)  # the text was read once already: no error
     if positions.duplicates:
-        _, key, offset = positions.duplicates[0]
+        where, key, offset = positions.duplicates[0]
         at = stripped.original(offset)
         (line,) = _line_numbers(text, [at])
         column = at - (text.rfind("\n", 0, at) + 1) + 1
         raise PackToolError(f"{file}:{line}:{column}: key {json.dumps(key)} given twice "
-                            f"(osqueryd reads the first); rename or remove one first")
+                            f"(osqueryd reads the {repeated_key_wins(where)}); rename or "
+                            f"remove one first")
 
 
 def apply_changes(files: Iterable[QueryFile], *, min_interval: int | None = None,
@@ -311,6 +313,7 @@ def edit_pack_text(text: str, queries_kept: Iterable[QueryFile]
                 "queries": {q.name: {"query": q.sql, **q.fields} for q in kept.values()}}
     s = stripped.text
     comment_starts = {at for at, _ in stripped.comment_lines}
+    comments_sorted = sorted(comment_starts)
 
     def start(path: tuple[Any, ...], key: bool = False) -> int:
         return stripped.original((positions.keys if key else positions.values)[path][0])
@@ -356,9 +359,10 @@ def edit_pack_text(text: str, queries_kept: Iterable[QueryFile]
         value = json.dumps(query.fields["interval"])
         if "interval" in old:
             where = ("queries", name, "interval")
-            if any(start(where) <= at < end(where) for at in comment_starts):
+            a, b = start(where), end(where)
+            if bisect.bisect_left(comments_sorted, a) < bisect.bisect_left(comments_sorted, b):
                 return None  # a comment inside the old value: not ours to drop
-            edits.append((start(where), end(where), value))
+            edits.append((a, b, value))
             continue
         last = max(old, key=lambda k: positions.values[("queries", name, k)][0])
         key_at = start(("queries", name, last), key=True)
@@ -382,7 +386,7 @@ def edit_pack_text(text: str, queries_kept: Iterable[QueryFile]
     except ConfigProblem:
         return None
     spans = sorted(removals)
-    gone = [at for at in sorted(comment_starts)
+    gone = [at for at in comments_sorted
             if (i := bisect.bisect_right(spans, (at, len(text) + 1)) - 1) >= 0
             and spans[i][0] <= at < spans[i][1]]
     return out, _line_numbers(text, gone)

@@ -132,13 +132,29 @@ class Positions:
 
 
 def _scan_json(text: str) -> Positions:
-    """Tokenize JSON text once: positions, duplicate keys, and the depth limit."""
+    """Tokenize JSON text once: positions, duplicate keys, and the depth limit.
+
+    Where a key repeats, the positions are those of the value osqueryd reads: the first,
+    or the last in a config's ``packs`` and ``options`` (``repeated_key_wins``)."""
+    from osqsdk._osquery.config import repeated_key_wins
+
     pos = Positions()
-    # Each frame: [kind, path, next key or index, seen keys, expecting_key]
+    # Each frame: [kind, path, next key or index, seen keys, expecting_key, mode]; mode is
+    # "keep" (record), "skip" (a value osqueryd does not read) or "replace" (one it reads
+    # instead of an earlier one)
     stack: list[list[Any]] = []
     pending_key: str | None = None
+    pending_mode = "keep"
     value_path: tuple[Any, ...] = ()
     starts: list[int] = []
+
+    def record(table: dict[tuple[Any, ...], Any], path: tuple[Any, ...], value: Any,
+               mode: str) -> None:
+        if mode == "replace":
+            table[path] = value
+        elif mode == "keep":
+            table.setdefault(path, value)
+
     for m in _TOKEN.finditer(text):
         tok = m.group()
         c = tok[0]
@@ -146,22 +162,25 @@ def _scan_json(text: str) -> Positions:
             continue
         start = m.start()
         if c in "{[":
+            mode = "keep"
             if stack and stack[-1][0] == "[":
                 value_path = stack[-1][1] + (stack[-1][2],)
+                mode = stack[-1][5]
             elif stack:
                 value_path = stack[-1][1] + (pending_key,)
+                mode = pending_mode
             else:
                 value_path = ()
             if len(stack) >= MAX_JSON_DEPTH:
                 raise JsonError(f"nesting deeper than {MAX_JSON_DEPTH} levels", start, "depth")
-            stack.append(["{" if c == "{" else "[", value_path, 0, set(), c == "{"])
+            stack.append(["{" if c == "{" else "[", value_path, 0, set(), c == "{", mode])
             starts.append(start)
             continue
         if c in "}]":
             if not stack:
                 return pos  # json.loads reports the stray bracket
             frame = stack.pop()
-            pos.values.setdefault(frame[1], (starts.pop(), m.end()))  # the first of a key
+            record(pos.values, frame[1], (starts.pop(), m.end()), frame[5])
             if stack and stack[-1][0] == "[":
                 stack[-1][2] += 1
             continue
@@ -175,23 +194,30 @@ def _scan_json(text: str) -> Positions:
         if stack and stack[-1][0] == "{" and stack[-1][4]:
             key = _decode_key(tok)
             frame = stack[-1]
+            pending_mode = frame[5]
             if key in frame[3]:
                 pos.duplicates.append((frame[1], key, start))
+                if pending_mode != "skip":
+                    pending_mode = "replace" if repeated_key_wins(frame[1]) == "last" \
+                        else "skip"
             frame[3].add(key)
             pending_key = key
-            pos.keys.setdefault(frame[1] + (key,), (start, m.end()))
+            record(pos.keys, frame[1] + (key,), (start, m.end()), pending_mode)
             frame[4] = False
             continue
         if stack and stack[-1][0] == "[":
             vp = stack[-1][1] + (stack[-1][2],)
             stack[-1][2] += 1
+            mode = stack[-1][5]
         elif stack:
             vp = stack[-1][1] + (pending_key,)
+            mode = pending_mode
         else:
             vp = ()
-        pos.values.setdefault(vp, (start, m.end()))
+            mode = "keep"
+        record(pos.values, vp, (start, m.end()), mode)
         if c == '"':
-            pos.raw_strings.setdefault(vp, tok)
+            record(pos.raw_strings, vp, tok, mode)
     return pos
 
 

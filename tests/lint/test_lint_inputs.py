@@ -269,3 +269,33 @@ def test_hostile_queries_get_findings_not_tracebacks_and_bounded_time(sql: str) 
     findings = lint_text(sql, filename="q.sql")
     assert time.monotonic() - started < 60  # bounded: not quadratic minutes
     assert not [f for f in findings if f.code == "OSQ009"]  # the linter did not fail
+
+
+def test_a_repeated_key_is_linted_as_the_value_osqueryd_reads(tmp_path: Path) -> None:
+    conf = tmp_path / "osquery.conf"
+    conf.write_text('{\n "schedule": {\n'
+                    '  "a": {"query": "SELECT nmae FROM processes", "interval": 60},\n'
+                    '  "a": {"query": "SELECT typo FROM users", "interval": 60}},\n'
+                    ' "packs": {\n'
+                    '  "ir": {"queries": {"b": {"query": "SELECT uid FROM userz"}}},\n'
+                    '  "ir": {"queries": {"b": {"query": "SELECT pidd FROM processes"}}}}}\n')
+    findings = lint_paths([str(conf)]).findings
+    got = sorted((f.code, f.line, f.message.split(";")[-1].strip()) for f in findings)
+    assert got == [
+        ("OSQ008", 4, "osqueryd reads only the first"),   # the schedule's second "a"
+        ("OSQ008", 7, "osqueryd reads only the last"),    # the second pack "ir" replaces it
+        ("OSQ104", 3, "no such column: nmae in processes"),
+        ("OSQ104", 7, "no such column: pidd in processes"),
+    ]
+
+
+def test_a_file_name_that_is_not_utf8_is_printed_as_it_is(tmp_path: Path) -> None:
+    import subprocess
+
+    bad = os.fsencode(str(tmp_path)) + b"/q\xff.sql"
+    with open(bad, "wb") as fh:
+        fh.write(b"SELECT nmae FROM processes;\n")
+    result = subprocess.run([sys.executable, "-m", "osqsdk", "lint", str(tmp_path)],
+                            capture_output=True, env={**os.environ, "LC_ALL": "C.UTF-8"})
+    assert result.returncode == 1
+    assert bad + b":1:8: OSQ104" in result.stdout

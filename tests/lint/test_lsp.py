@@ -239,3 +239,33 @@ def test_quick_edits_are_linted_once_with_the_newest_text(lsp: LspClient,
         except queue.Empty:
             break
     assert published == [[]], published
+
+
+def test_a_message_counts_as_unhandled_from_its_first_line_until_the_next_is_asked_for(
+        ) -> None:
+    import os
+
+    from osqsdk.lint._lsp import _Stdin
+
+    read_end, write_end = os.pipe()
+    try:
+        stdin = _Stdin(read_end)
+        assert not stdin.pending()
+        os.write(write_end, b"Content-Length: 2\r\n")  # a client that writes the header first
+        assert stdin.readline() == b"Content-Length: 2\r\n"
+        assert stdin.pending()  # the body is still to come: a lint must wait
+        os.write(write_end, b"\r\n{}Content-Length: 2\r\n\r\n{}")
+        assert stdin.readline() == b"\r\n" and stdin.pending()
+        assert stdin.read(2) == b"{}" and stdin.pending()  # read, not yet handled
+        assert stdin.readline() == b"Content-Length: 2\r\n"  # pygls asks for the next one
+        assert stdin.pending()  # ... which has begun
+        assert stdin.readline() == b"\r\n" and stdin.read(2) == b"{}"
+        os.write(write_end, b"Content-Length: 2\r\n")
+        assert stdin.readline() == b"Content-Length: 2\r\n" and stdin.pending()
+        os.close(write_end)
+        write_end = -1
+        assert stdin.readline() == b"" and stdin.read(2) == b""  # the client went away
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)

@@ -214,3 +214,30 @@ def test_a_json_error_names_the_line_and_column_of_the_file_as_written():
         parse_osquery_json(text, "pack.conf")
     assert str(caught.value).startswith("pack.conf:6:10: not JSON")
     assert text.splitlines()[5][9] == ","
+
+
+def test_a_repeated_key_reads_as_osqueryd_reads_it():
+    # the first in a query and a schedule (FindMember, std::map::emplace), the last in a
+    # config's packs and options (each replaces the one before): docs/protocol.md §5.2
+    text = ('{"options": {"host_identifier": "hostname", "host_identifier": "uuid"},\n'
+            ' "schedule": {"a": {"query": "SELECT 1", "interval": 10, "interval": 20},\n'
+            '              "a": {"query": "SELECT 2"}},\n'
+            ' "packs": {"ir": "first.conf", "ir": "second.conf"}}')
+    assert parse_osquery_json(text, "c") == {
+        "options": {"host_identifier": "uuid"},
+        "schedule": {"a": {"query": "SELECT 1", "interval": 10}},
+        "packs": {"ir": "second.conf"}}
+
+
+@pytest.mark.parametrize("text, at", [
+    ('{\n  "a": 1,,\n  "b": "\\ud800"\n}\n', "2:10"),     # the earlier problem first
+    ('{\n  "b": "\\ud800",\n  "a": 1,,\n}\n', "2:9"),
+    ('{"a": "\\ud83d\\ude00", "b": "\\\\ud800"}', None),   # a pair, and an escaped backslash
+    ('{"n": "1e400", "m": 1e400}', "1:21"),               # the number, not the string
+])
+def test_problems_osqueryd_refuses_are_reported_where_they_are(text, at):
+    if at is None:
+        assert parse_osquery_json(text, "c") == {"a": "\U0001F600", "b": "\\ud800"}
+        return
+    with pytest.raises(ConfigProblem, match=rf"^c:{at}: not JSON"):
+        parse_osquery_json(text, "c")

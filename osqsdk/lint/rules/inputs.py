@@ -297,10 +297,12 @@ class DuplicateKey(Rule):
     """An object has the same key twice.
 
     ## Why is this bad?
-    JSON parsers keep one of the two values without a warning, and not the same one:
-    osqueryd reads the first (RapidJSON's lookup finds the first member of a name, and a
-    pack keeps the first query of a name), while Python, jq and most editors' previews show
-    the last. The query a reviewer reads may not be the one that runs.
+    JSON parsers keep one of the two values without a warning, and not the same one.
+    osqueryd reads the first in most places (RapidJSON's lookup finds the first member of
+    a name, and a pack keeps the first query of a name) but the last in a config's `packs`
+    (a pack replaces one of the same name) and `options` (each sets its flag again), while
+    Python, jq and most editors' previews show the last everywhere. The query a reviewer
+    reads may not be the one that runs.
 
     ## Example
     ```json
@@ -315,7 +317,7 @@ class DuplicateKey(Rule):
     code = "OSQ008"
     name = "duplicate-key"
     severity = "warning"
-    message = "key {key!r} appears more than once; osqueryd reads only the first"
+    message = "key {key!r} appears more than once; osqueryd reads only the {which}"
 
 
 class AnalysisFailed(Rule):
