@@ -51,7 +51,7 @@ from osqsdk._osquery.config import (
 from osqsdk.lint._files import write_file
 
 __all__ = ["PackFile", "PackToolError", "QueryFile", "apply_changes", "build_pack",
-           "edit_pack_text", "read_pack", "unpack_pack", "write_pack"]
+           "edit_pack_text", "pack_value", "read_pack", "unpack_pack", "write_pack"]
 
 PACK_FIELDS_FILE = "_pack.json"
 _HEADER = re.compile(r"^\s*--\s*([A-Za-z][A-Za-z0-9_ -]*?)\s*:\s*(.*?)\s*$")
@@ -309,8 +309,7 @@ def edit_pack_text(text: str, queries_kept: Iterable[QueryFile]
     if not isinstance(queries, dict) or positions.duplicates:
         return None
     kept = {q.name: q for q in queries_kept}
-    expected = {**{k: v for k, v in data.items() if k != "queries"},
-                "queries": {q.name: {"query": q.sql, **q.fields} for q in kept.values()}}
+    expected = pack_value({k: v for k, v in data.items() if k != "queries"}, kept.values())
     s = stripped.text
     comment_starts = {at for at, _ in stripped.comment_lines}
     comments_sorted = sorted(comment_starts)
@@ -423,12 +422,16 @@ def _comments_above(text: str, at: int, comment_starts: set[int]) -> int:
     return begin
 
 
+def pack_value(pack: dict[str, Any], files: Iterable[QueryFile]) -> dict[str, Any]:
+    """The pack as osqueryd reads it: its own fields and its queries."""
+    return {**pack, "queries": {q.name: {"query": q.sql, **q.fields} for q in files}}
+
+
 def write_pack(pack: dict[str, Any], files: Iterable[QueryFile],
                output: str | os.PathLike[str], text: str | None = None) -> None:
     """Write the pack to ``output``: ``text`` when given (an edited file), else rendered."""
     if text is None:
-        out = {**pack, "queries": {q.name: {"query": q.sql, **q.fields} for q in files}}
-        text = json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(pack_value(pack, files), indent=2, ensure_ascii=False) + "\n"
     if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
         raise PackToolError(f"{output}: the pack would be {len(text.encode())} bytes; "
                             f"osqueryd reads at most {MAX_CONFIG_BYTES}")

@@ -270,7 +270,7 @@ def test_apply_edits_only_what_changes_and_keeps_comments_and_layout(
 
 @pytest.mark.parametrize("source", CORPUS_PACKS, ids=lambda p: p.name)
 def test_apply_edits_each_corpus_pack_in_place(source: Path) -> None:
-    from osqsdk.lint._packtool import apply_changes, edit_pack_text, read_pack
+    from osqsdk.lint._packtool import apply_changes, edit_pack_text, pack_value, read_pack
 
     pack = read_pack(source)
     names = [q.name for q in pack.queries]
@@ -278,7 +278,7 @@ def test_apply_edits_each_corpus_pack_in_place(source: Path) -> None:
                             exclude=names[::3])
     edited = edit_pack_text(pack.text, kept)
     assert edited is not None
-    expected = {**pack.fields, "queries": {q.name: {"query": q.sql, **q.fields} for q in kept}}
+    expected = pack_value(pack.fields, kept)
     assert parse_osquery_json(edited[0], "edited") == expected
 
 
